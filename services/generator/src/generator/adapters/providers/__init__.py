@@ -1,0 +1,64 @@
+"""Image providers behind one interface (`ImageProvider`), chosen by name from settings."""
+
+from __future__ import annotations
+
+from concurrent.futures import Executor
+
+from generator.adapters.providers.base import (
+    ContentPolicyError,
+    GeneratedImage,
+    ImageProvider,
+    ImageSpec,
+    InvalidProviderOutputError,
+    ProviderConfigError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    ProviderUsage,
+    RateLimitedError,
+)
+from generator.adapters.providers.local import LOCAL_MODEL, LocalProvider, create_render_pool
+from generator.adapters.providers.openai_provider import OPENAI_MODELS, OpenAIProvider
+
+SUPPORTED_MODELS: dict[str, tuple[str, ...]] = {
+    "local": (LOCAL_MODEL,),
+    "openai": OPENAI_MODELS,
+}
+
+__all__ = [
+    "SUPPORTED_MODELS",
+    "ContentPolicyError",
+    "GeneratedImage",
+    "ImageProvider",
+    "ImageSpec",
+    "InvalidProviderOutputError",
+    "LocalProvider",
+    "OpenAIProvider",
+    "ProviderConfigError",
+    "ProviderError",
+    "ProviderTimeoutError",
+    "ProviderUnavailableError",
+    "ProviderUsage",
+    "RateLimitedError",
+    "build_provider",
+    "create_render_pool",
+]
+
+
+def build_provider(
+    name: str,
+    *,
+    openai_base_url: str | None,
+    openai_api_key: str | None,
+    process_pool: Executor | None,
+) -> ImageProvider:
+    """The provider called `name`; ProviderConfigError when it is unknown or its settings are missing."""
+    if name == "local":
+        if process_pool is None:
+            raise ProviderConfigError("the local provider needs a process pool to render in")
+        return LocalProvider(process_pool)
+    if name == "openai":
+        if not openai_api_key:
+            raise ProviderConfigError("the openai provider needs an API key")
+        return OpenAIProvider(api_key=openai_api_key, base_url=openai_base_url)
+    raise ProviderConfigError(f"unknown image provider {name!r} (one of {sorted(SUPPORTED_MODELS)})")

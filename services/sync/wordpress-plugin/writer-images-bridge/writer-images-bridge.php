@@ -1,0 +1,475 @@
+<?php
+/**
+ * Plugin Name:       Writer Images Bridge
+ * Description:       Tells Writer Images when posts change (signed webhooks) and lets it find its posts by publication key.
+ * Version:           1.0.0
+ * Requires at least: 6.0
+ * Requires PHP:      7.2
+ * Author:            Writer Images
+ * License:           GPL-2.0-or-later
+ * Text Domain:       writer-images-bridge
+ *
+ * Written for PHP 7.2+ (no arrow functions, typed properties or match) so that it installs on any WordPress 6.x.
+ */
+
+if ( ! defined( 'ABSPATH' ) ) {
+	exit;
+}
+
+final class Writer_Images_Bridge {
+	const VERSION      = '1.0.0';
+	const META_KEY     = '_writer_images_publication_key';
+	const SETTINGS     = 'writer_images_bridge_settings';
+	const QUEUE        = 'writer_images_bridge_queue';
+	const RETRY_HOOK   = 'writer_images_bridge_retry';
+	const TIMEOUT_S    = 2;
+	const MAX_ATTEMPTS = 50;
+	const MAX_QUEUED   = 1000;
+
+	/** @var array<string, array> Changes seen in this request, keyed "post_id:status"; sent at shutdown. */
+	private static $pending = array();
+
+	/** @var array<int, string> Publication keys read before deletion (WordPress deletes meta before `deleted_post`). */
+	private static $deleting_keys = array();
+
+	public static function boot() {
+		add_action( 'init', array( __CLASS__, 'register_meta' ) );
+		add_action( 'rest_api_init', array( __CLASS__, 'register_routes' ) );
+
+		add_action( 'transition_post_status', array( __CLASS__, 'on_transition_post_status' ), 10, 3 );
+		add_action( 'wp_after_insert_post', array( __CLASS__, 'on_after_insert_post' ), 10, 2 );
+		add_action( 'trashed_post', array( __CLASS__, 'on_trashed_post' ), 10, 1 );
+		add_action( 'untrashed_post', array( __CLASS__, 'on_untrashed_post' ), 10, 1 );
+		add_action( 'before_delete_post', array( __CLASS__, 'on_before_delete_post' ), 10, 2 );
+		add_action( 'deleted_post', array( __CLASS__, 'on_deleted_post' ), 10, 2 );
+		// Late, after WordPress flushed its output buffers (priority 1): the response is complete by then.
+		add_action( 'shutdown', array( __CLASS__, 'flush' ), 100 );
+		add_action( self::RETRY_HOOK, array( __CLASS__, 'retry_queued' ) );
+
+		add_action( 'admin_menu', array( __CLASS__, 'add_settings_page' ) );
+		add_action( 'admin_init', array( __CLASS__, 'register_settings' ) );
+	}
+
+	public static function deactivate() {
+		wp_clear_scheduled_hook( self::RETRY_HOOK );
+	}
+
+	/* ------------------------------------------------------------------ configuration */
+
+	private static function setting( $constant, $key ) {
+		if ( defined( $constant ) ) {
+			return (string) constant( $constant );
+		}
+		$settings = get_option( self::SETTINGS, array() );
+		return ( is_array( $settings ) && isset( $settings[ $key ] ) ) ? (string) $settings[ $key ] : '';
+	}
+
+	public static function webhook_url() {
+		return self::setting( 'WRITER_IMAGES_WEBHOOK_URL', 'webhook_url' );
+	}
+
+	public static function secret() {
+		return self::setting( 'WRITER_IMAGES_WEBHOOK_SECRET', 'secret' );
+	}
+
+	public static function site_key() {
+		$key = self::setting( 'WRITER_IMAGES_SITE_KEY', 'site_key' );
+		return '' !== $key ? $key : home_url();
+	}
+
+	private static function is_configured() {
+		return '' !== self::webhook_url() && '' !== self::secret();
+	}
+
+	private static function post_types() {
+		return (array) apply_filters( 'writer_images_bridge_post_types', array( 'post' ) );
+	}
+
+	/* ------------------------------------------------------------------ meta and REST */
+
+	public static function register_meta() {
+		foreach ( self::post_types() as $post_type ) {
+			register_post_meta(
+				$post_type,
+				self::META_KEY,
+				array(
+					'type'              => 'string',
+					'single'            => true,
+					'sanitize_callback' => 'sanitize_text_field',
+					// "edit" context only: anonymous readers of a public post never see the key.
+					'show_in_rest'      => array(
+						'schema' => array(
+							'type'    => 'string',
+							'context' => array( 'edit' ),
+						),
+					),
+					// The key starts with "_" (protected meta, hidden from the custom fields box), which the REST
+					// API refuses to write unless an auth callback allows it. Editing the post is checked first.
+					'auth_callback'     => array( __CLASS__, 'may_write_publication_key' ),
+				)
+			);
+		}
+	}
+
+	/** auth_callback of the meta: may this user write the key (after WordPress checked edit_post on the post)? */
+	public static function may_write_publication_key( $allowed, $meta_key, $post_id, $user_id ) {
+		return user_can( $user_id, 'edit_posts' );
+	}
+
+	public static function rest_permission() {
+		return current_user_can( 'edit_posts' );
+	}
+
+	public static function register_routes() {
+		register_rest_route(
+			'writer-images/v1',
+			'/posts',
+			array(
+				'methods'             => 'GET',
+				'callback'            => array( __CLASS__, 'rest_find_posts' ),
+				'permission_callback' => array( __CLASS__, 'rest_permission' ),
+				'args'                => array(
+					'publication_key' => array(
+						'type'      => 'string',
+						'required'  => true,
+						'minLength' => 1,
+					),
+				),
+			)
+		);
+		register_rest_route(
+			'writer-images/v1',
+			'/health',
+			array(
+				'methods'             => 'GET',
+				'callback'            => array( __CLASS__, 'rest_health' ),
+				'permission_callback' => array( __CLASS__, 'rest_permission' ),
+			)
+		);
+	}
+
+	/** Posts carrying a publication key, in every status including trash (the publisher restores those). */
+	public static function rest_find_posts( WP_REST_Request $request ) {
+		$statuses = array_values( array_diff( get_post_stati(), array( 'auto-draft', 'inherit' ) ) );
+		$ids      = get_posts(
+			array(
+				'post_type'      => self::post_types(),
+				'post_status'    => $statuses,
+				'meta_key'       => self::META_KEY, // phpcs:ignore WordPress.DB.SlowDBQuery
+				'meta_value'     => (string) $request['publication_key'], // phpcs:ignore WordPress.DB.SlowDBQuery
+				'fields'         => 'ids',
+				'posts_per_page' => 100,
+				'orderby'        => 'ID',
+				'order'          => 'ASC',
+				'no_found_rows'  => true,
+			)
+		);
+		$found = array();
+		foreach ( $ids as $id ) {
+			$post    = get_post( $id );
+			$found[] = array(
+				'id'           => (int) $post->ID,
+				'status'       => $post->post_status,
+				'link'         => get_permalink( $post ),
+				'modified_gmt' => self::rfc3339( $post->post_modified_gmt ),
+			);
+		}
+		return rest_ensure_response( $found );
+	}
+
+	public static function rest_health() {
+		$queue = get_option( self::QUEUE, array() );
+		return rest_ensure_response(
+			array(
+				'plugin'             => 'writer-images-bridge',
+				'version'            => self::VERSION,
+				'site_key'           => self::site_key(),
+				'webhook_configured' => self::is_configured(),
+				'queued_webhooks'    => is_array( $queue ) ? count( $queue ) : 0,
+			)
+		);
+	}
+
+	/* ------------------------------------------------------------------ capturing changes */
+
+	public static function on_transition_post_status( $new_status, $old_status, $post ) {
+		self::capture( $post, $new_status, 'transition_post_status' );
+	}
+
+	public static function on_after_insert_post( $post_id, $post ) {
+		self::capture( $post, $post instanceof WP_Post ? $post->post_status : '', 'wp_after_insert_post' );
+	}
+
+	public static function on_trashed_post( $post_id ) {
+		self::capture( get_post( $post_id ), 'trash', 'trashed_post' );
+	}
+
+	public static function on_untrashed_post( $post_id ) {
+		$post = get_post( $post_id );
+		self::capture( $post, $post instanceof WP_Post ? $post->post_status : '', 'untrashed_post' );
+	}
+
+	public static function on_before_delete_post( $post_id, $post = null ) {
+		self::$deleting_keys[ (int) $post_id ] = (string) get_post_meta( $post_id, self::META_KEY, true );
+	}
+
+	public static function on_deleted_post( $post_id, $post = null ) {
+		if ( $post instanceof WP_Post && 'auto-draft' !== $post->post_status ) {
+			self::capture( $post, 'deleted', 'deleted_post' );
+		}
+	}
+
+	private static function capture( $post, $status, $event ) {
+		try {
+			if ( ! $post instanceof WP_Post || ! self::is_configured() ) {
+				return;
+			}
+			if ( ! in_array( $post->post_type, self::post_types(), true )
+				|| wp_is_post_revision( $post ) || wp_is_post_autosave( $post )
+				|| in_array( $status, array( '', 'auto-draft', 'inherit' ), true ) ) {
+				return;
+			}
+			$key = $post->ID . ':' . $status;
+			// Hooks fire several times per change: keep one event per post and status, the last one, at the end.
+			unset( self::$pending[ $key ] );
+			self::$pending[ $key ] = array(
+				'post_id'  => (int) $post->ID,
+				'status'   => $status,
+				'event'    => $event,
+				'snapshot' => self::describe( $post, $status ),
+			);
+		} catch ( \Throwable $error ) {
+			error_log( 'writer-images-bridge: could not record a change of post ' . ( $post instanceof WP_Post ? $post->ID : '?' ) . ': ' . $error->getMessage() );
+		}
+	}
+
+	private static function describe( WP_Post $post, $status ) {
+		$deleted = 'deleted' === $status;
+		if ( $deleted ) {
+			$key = isset( self::$deleting_keys[ $post->ID ] ) ? self::$deleting_keys[ $post->ID ] : '';
+		} else {
+			$key = (string) get_post_meta( $post->ID, self::META_KEY, true );
+		}
+		return array(
+			'title'           => $post->post_title,
+			'link'            => get_permalink( $post ),
+			// A deleted post has no modification date of its own: the deletion time orders it after its last edit.
+			'modified_gmt'    => $deleted ? gmdate( 'Y-m-d\TH:i:s' ) : self::rfc3339( $post->post_modified_gmt ),
+			'publication_key' => '' !== $key ? $key : null,
+		);
+	}
+
+	private static function rfc3339( $mysql_gmt ) {
+		return ( empty( $mysql_gmt ) || '0000-00-00 00:00:00' === $mysql_gmt ) ? null : mysql_to_rfc3339( $mysql_gmt );
+	}
+
+	/* ------------------------------------------------------------------ delivery */
+
+	/** Runs at shutdown: sends this request's changes (and any queued ones); never throws. */
+	public static function flush() {
+		if ( empty( self::$pending ) ) {
+			return;
+		}
+		try {
+			$deliveries = array();
+			foreach ( self::$pending as $change ) {
+				$body = self::payload( $change );
+				if ( null !== $body ) {
+					$deliveries[] = array(
+						'id'       => wp_generate_uuid4(),
+						'body'     => $body,
+						'attempts' => 0,
+					);
+				}
+			}
+			self::$pending = array();
+			// Under PHP-FPM/LiteSpeed the visitor gets the response now and does not wait for the webhook.
+			if ( function_exists( 'fastcgi_finish_request' ) ) {
+				fastcgi_finish_request();
+			} elseif ( function_exists( 'litespeed_finish_request' ) ) {
+				litespeed_finish_request();
+			}
+			self::deliver( $deliveries );
+		} catch ( \Throwable $error ) {
+			error_log( 'writer-images-bridge: webhook flush failed: ' . $error->getMessage() );
+		}
+	}
+
+	public static function retry_queued() {
+		try {
+			self::deliver( array() );
+		} catch ( \Throwable $error ) {
+			error_log( 'writer-images-bridge: webhook retry failed: ' . $error->getMessage() );
+		}
+	}
+
+	private static function payload( array $change ) {
+		$data = $change['snapshot'];
+		// Other hooks may have changed the post after this one fired (REST writes meta after inserting the post).
+		if ( 'deleted' !== $change['status'] ) {
+			$post = get_post( $change['post_id'] );
+			if ( $post instanceof WP_Post ) {
+				$data = self::describe( $post, $change['status'] );
+			}
+		}
+		return wp_json_encode(
+			array(
+				'site_key'        => self::site_key(),
+				'post_id'         => $change['post_id'],
+				'status'          => $change['status'],
+				'modified_gmt'    => $data['modified_gmt'],
+				'link'            => $data['link'],
+				'title'           => $data['title'],
+				'publication_key' => $data['publication_key'],
+				'event'           => $change['event'],
+			),
+			JSON_UNESCAPED_SLASHES | JSON_UNESCAPED_UNICODE
+		);
+	}
+
+	/**
+	 * Sends queued deliveries first (keeps order per post), then new ones. When the receiver is down, the rest
+	 * is queued without trying, so one request never waits more than one timeout. Concurrent requests may
+	 * both send a queued delivery: the receiver dedupes by webhook-id, and its reconciler covers anything lost.
+	 */
+	private static function deliver( array $deliveries ) {
+		$queued = get_option( self::QUEUE, array() );
+		$queued = is_array( $queued ) ? $queued : array();
+		if ( ! self::is_configured() ) {
+			return;
+		}
+		$failed        = array();
+		$receiver_down = false;
+		foreach ( array_merge( $queued, $deliveries ) as $delivery ) {
+			if ( $receiver_down ) {
+				$failed[] = $delivery;
+				continue;
+			}
+			$outcome = self::send( $delivery );
+			if ( 'delivered' === $outcome ) {
+				continue;
+			}
+			++$delivery['attempts'];
+			if ( $delivery['attempts'] >= self::MAX_ATTEMPTS ) {
+				error_log( 'writer-images-bridge: dropping webhook ' . $delivery['id'] . ' after ' . $delivery['attempts'] . ' attempts' );
+				continue;
+			}
+			$failed[]      = $delivery;
+			$receiver_down = 'receiver_down' === $outcome;
+		}
+		if ( count( $failed ) > self::MAX_QUEUED ) {
+			error_log( 'writer-images-bridge: webhook queue full, dropping the ' . ( count( $failed ) - self::MAX_QUEUED ) . ' oldest' );
+			$failed = array_slice( $failed, -self::MAX_QUEUED );
+		}
+		if ( $failed ) {
+			update_option( self::QUEUE, $failed, false );
+			if ( ! wp_next_scheduled( self::RETRY_HOOK ) ) {
+				wp_schedule_single_event( time() + 5 * MINUTE_IN_SECONDS, self::RETRY_HOOK );
+			}
+		} elseif ( $queued ) {
+			delete_option( self::QUEUE );
+		}
+	}
+
+	/** One signed POST (Standard Webhooks style). Returns "delivered", "rejected" or "receiver_down". */
+	private static function send( array $delivery ) {
+		$timestamp = (string) time();
+		$signature = base64_encode( hash_hmac( 'sha256', $delivery['id'] . '.' . $timestamp . '.' . $delivery['body'], self::secret(), true ) );
+		// wp_remote_post, not wp_safe_remote_post: the receiver may live on loopback or a non-standard port.
+		// Blocking with a short timeout: we must know whether it arrived to queue it for a retry.
+		$response = wp_remote_post(
+			self::webhook_url(),
+			array(
+				'timeout'     => self::TIMEOUT_S,
+				'redirection' => 0,
+				'blocking'    => true,
+				'user-agent'  => 'WriterImagesBridge/' . self::VERSION . '; ' . home_url(),
+				'headers'     => array(
+					'Content-Type'      => 'application/json',
+					'webhook-id'        => $delivery['id'],
+					'webhook-timestamp' => $timestamp,
+					'webhook-signature' => 'v1,' . $signature,
+				),
+				'body'        => $delivery['body'],
+			)
+		);
+		if ( is_wp_error( $response ) ) {
+			error_log( 'writer-images-bridge: webhook ' . $delivery['id'] . ' not delivered: ' . $response->get_error_message() );
+			return 'receiver_down';
+		}
+		$code = (int) wp_remote_retrieve_response_code( $response );
+		if ( $code >= 200 && $code < 300 ) {
+			return 'delivered';
+		}
+		error_log( 'writer-images-bridge: webhook ' . $delivery['id'] . ' answered HTTP ' . $code );
+		return ( 408 === $code || 429 === $code || $code >= 500 ) ? 'receiver_down' : 'rejected';
+	}
+
+	/* ------------------------------------------------------------------ settings page */
+
+	public static function add_settings_page() {
+		add_options_page( 'Writer Images', 'Writer Images', 'manage_options', 'writer-images-bridge', array( __CLASS__, 'render_settings_page' ) );
+	}
+
+	public static function register_settings() {
+		register_setting(
+			'writer_images_bridge',
+			self::SETTINGS,
+			array(
+				'type'              => 'array',
+				'sanitize_callback' => array( __CLASS__, 'sanitize_settings' ),
+				'default'           => array(),
+			)
+		);
+	}
+
+	public static function sanitize_settings( $input ) {
+		$input = is_array( $input ) ? $input : array();
+		return array(
+			'webhook_url' => esc_url_raw( isset( $input['webhook_url'] ) ? trim( $input['webhook_url'] ) : '', array( 'http', 'https' ) ),
+			'secret'      => isset( $input['secret'] ) ? trim( (string) $input['secret'] ) : '',
+			'site_key'    => sanitize_text_field( isset( $input['site_key'] ) ? $input['site_key'] : '' ),
+		);
+	}
+
+	public static function render_settings_page() {
+		if ( ! current_user_can( 'manage_options' ) ) {
+			return;
+		}
+		$fields = array(
+			'webhook_url' => array( 'Webhook URL', 'WRITER_IMAGES_WEBHOOK_URL', 'url' ),
+			'secret'      => array( 'Webhook secret', 'WRITER_IMAGES_WEBHOOK_SECRET', 'password' ),
+			'site_key'    => array( 'Site key', 'WRITER_IMAGES_SITE_KEY', 'text' ),
+		);
+		$settings = get_option( self::SETTINGS, array() );
+		$queue    = get_option( self::QUEUE, array() );
+		echo '<div class="wrap"><h1>Writer Images</h1><form method="post" action="options.php">';
+		settings_fields( 'writer_images_bridge' );
+		echo '<table class="form-table" role="presentation">';
+		foreach ( $fields as $key => $field ) {
+			list( $label, $constant, $type ) = $field;
+			$value = is_array( $settings ) && isset( $settings[ $key ] ) ? $settings[ $key ] : '';
+			echo '<tr><th scope="row"><label for="wib-' . esc_attr( $key ) . '">' . esc_html( $label ) . '</label></th><td>';
+			if ( defined( $constant ) ) {
+				echo '<code>' . esc_html( $constant ) . '</code> is set in wp-config.php and takes precedence.';
+			} else {
+				printf(
+					'<input class="regular-text" type="%s" id="wib-%s" name="%s[%s]" value="%s" autocomplete="off">',
+					esc_attr( $type ),
+					esc_attr( $key ),
+					esc_attr( self::SETTINGS ),
+					esc_attr( $key ),
+					esc_attr( $value )
+				);
+			}
+			echo '</td></tr>';
+		}
+		echo '</table>';
+		printf( '<p>Webhooks waiting for a retry: %d</p>', is_array( $queue ) ? count( $queue ) : 0 );
+		submit_button();
+		echo '</form></div>';
+	}
+}
+
+Writer_Images_Bridge::boot();
+register_deactivation_hook( __FILE__, array( 'Writer_Images_Bridge', 'deactivate' ) );

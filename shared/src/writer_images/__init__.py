@@ -1,0 +1,1 @@
+"""Writer Images shared package: event contracts, envelope, outbox/inbox, settings, logging, harness."""

@@ -1,0 +1,222 @@
+"""The one way services consume events: commit after the effect, idempotent, retried, dead-lettered.
+
+A service registers one handler per event type; `EventConsumer` subscribes ONE FastStream batch
+subscriber to all their topics (one consumer-group join instead of one per topic) with
+`AckPolicy.NACK_ON_ERROR`:
+
+* a batch is handled in one database transaction: inbox claims + every handler's effect; the
+  offsets are committed only after that transaction commits (at-least-once, effects once);
+* a message that is not a valid envelope of a known event goes to `<topic>.dlq` at once;
+* if the batch fails, each message is retried alone with backoff so one poison message cannot
+  block its neighbours; after the last attempt it goes to `<topic>.dlq` with its reason;
+* database or broker outages are not the message's fault: back off, then raise so FastStream
+  seeks back and the batch is redelivered (never dead-lettered for an outage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka.structs import ConsumerRecord
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+
+from writer_images import inbox, metrics
+from writer_images.events import Envelope, MalformedEventError, Payload, contract_for, decode_envelope, utcnow
+from writer_images.logging import bound_context, get_logger
+from writer_images.retry import RetryPolicy
+from writer_images.topics import dlq_topic
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class IncomingEvent:
+    envelope: Envelope
+    payload: Payload
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[asyncpg.Connection, IncomingEvent], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """The event can never be handled (e.g. it refers to something that does not exist): dead-letter it."""
+
+
+_INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+)
+
+
+def is_infrastructure_error(exc: BaseException) -> bool:
+    return isinstance(exc, _INFRASTRUCTURE_ERRORS)
+
+
+@dataclass(frozen=True)
+class ConsumerConfig:
+    group_id: str
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_records: int = 200
+    retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=0.2, max_s=30.0)
+
+
+class DeadLetters:
+    """Publishes dead letters straight to the broker (awaited) before the offset is committed."""
+
+    def __init__(self, broker: KafkaBroker, group_id: str) -> None:
+        self._broker = broker
+        self._group_id = group_id
+
+    async def send(self, record: ConsumerRecord[Any, Any], *, reason: str, attempts: int) -> None:
+        value: bytes = record.value or b""
+        try:
+            original: Any = orjson.loads(value)
+            encoding = "json"
+        except orjson.JSONDecodeError:
+            original, encoding = base64.b64encode(value).decode(), "base64"
+        letter = {
+            "reason": reason,
+            "attempts": attempts,
+            "group_id": self._group_id,
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": record.key.decode(errors="replace") if record.key else None,
+            "failed_at": utcnow().isoformat(),
+            "original_encoding": encoding,
+            "original": original,
+        }
+        await self._broker.publish(
+            orjson.dumps(letter), topic=dlq_topic(record.topic), key=record.key, headers={"reason": reason[:200]}
+        )
+        metrics.EVENTS_DEAD_LETTERED.labels(self._group_id, record.topic).inc()
+        log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason[:500])
+
+
+class EventConsumer:
+    def __init__(
+        self, broker: KafkaBroker, pool: asyncpg.Pool, config: ConsumerConfig, handlers: dict[str, Handler]
+    ) -> None:
+        self._broker = broker
+        self._pool = pool
+        self._config = config
+        self._handlers = handlers
+        self._dead_letters = DeadLetters(broker, config.group_id)
+        self._topics = sorted({contract_for(t, 1).topic for t in handlers})
+
+    @property
+    def topics(self) -> list[str]:
+        return self._topics
+
+    def register(self) -> None:
+        """Attach the subscriber to the broker (call before the broker starts)."""
+        subscriber = self._broker.subscriber(
+            *self._topics,
+            group_id=self._config.group_id,
+            batch=True,
+            max_records=self._config.max_records,
+            batch_timeout_ms=50,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            session_timeout_ms=self._config.session_timeout_ms,
+            heartbeat_interval_ms=self._config.heartbeat_interval_ms,
+        )
+        subscriber(self.on_batch)
+
+    async def on_batch(self, msg: KafkaMessage) -> None:
+        raw = msg.raw_message
+        records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
+        events = await self._decode_or_dead_letter(records)
+        if not events:
+            return
+        try:
+            await self._handle_together(events)
+        except Exception as exc:
+            if is_infrastructure_error(exc):
+                await self._pause_then_redeliver(exc)
+            log.info("batch failed; handling its messages one by one", error=repr(exc), size=len(events))
+            for record, event in events:
+                await self._handle_alone(record, event)
+
+    async def _decode_or_dead_letter(
+        self, records: Sequence[ConsumerRecord[Any, Any]]
+    ) -> list[tuple[ConsumerRecord[Any, Any], IncomingEvent]]:
+        events = []
+        for record in records:
+            try:
+                envelope, payload = decode_envelope(record.value or b"")
+            except MalformedEventError as exc:
+                await self._dead_letters.send(record, reason=f"malformed event: {exc}", attempts=1)
+                continue
+            if envelope.type not in self._handlers:
+                continue  # another consumer's event on a shared topic: not ours to handle
+            events.append(
+                (record, IncomingEvent(envelope, payload, record.topic, record.partition, record.offset))
+            )
+        return events
+
+    async def _handle_together(self, events: Sequence[tuple[ConsumerRecord[Any, Any], IncomingEvent]]) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await inbox.claim_many(conn, [(e.envelope.event_id, e.envelope.type) for _, e in events])
+            pending = set(fresh)
+            for _, event in events:
+                if event.envelope.event_id in pending:  # a duplicate within the batch runs once
+                    pending.discard(event.envelope.event_id)
+                    await self._dispatch(conn, event)
+        for _, event in events:
+            outcome = "handled" if event.envelope.event_id in fresh else "duplicate"
+            metrics.EVENTS_HANDLED.labels(self._config.group_id, event.envelope.type, outcome).inc()
+
+    async def _handle_alone(self, record: ConsumerRecord[Any, Any], event: IncomingEvent) -> None:
+        policy = self._config.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    if await inbox.claim(conn, event.envelope.event_id, event.envelope.type):
+                        await self._dispatch(conn, event)
+                metrics.EVENTS_HANDLED.labels(self._config.group_id, event.envelope.type, "handled").inc()
+                return
+            except PermanentError as exc:
+                await self._dead_letters.send(record, reason=f"permanent: {exc}", attempts=attempt)
+                return
+            except Exception as exc:
+                if is_infrastructure_error(exc):
+                    await self._pause_then_redeliver(exc)
+                if policy.exhausted(attempt):
+                    await self._dead_letters.send(record, reason=f"{type(exc).__name__}: {exc}", attempts=attempt)
+                    metrics.EVENTS_HANDLED.labels(self._config.group_id, event.envelope.type, "failed").inc()
+                    return
+                log.warning("handler failed; retrying", error=repr(exc), attempt=attempt)
+                await asyncio.sleep(policy.delay(attempt))
+
+    async def _dispatch(self, conn: asyncpg.Connection, event: IncomingEvent) -> None:
+        with bound_context(
+            event_id=str(event.envelope.event_id),
+            correlation_id=event.envelope.correlation_id,
+            event_type=event.envelope.type,
+        ):
+            await self._handlers[event.envelope.type](conn, event)
+
+    async def _pause_then_redeliver(self, exc: BaseException) -> None:
+        delay = self._config.retry.delay(3)
+        log.warning("infrastructure unavailable; batch will be redelivered", error=repr(exc), delay_s=delay)
+        await asyncio.sleep(delay)
+        raise exc

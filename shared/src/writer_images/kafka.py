@@ -1,0 +1,30 @@
+"""Kafka helpers: explicit topic creation and broker construction with the project's defaults."""
+
+from __future__ import annotations
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from writer_images.topics import TopicSpec, all_topics
+
+
+async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] | None = None) -> None:
+    """Create every topic the system uses if missing. Topics are never auto-created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="writer-images-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [*all_topics(partitions), *(extra or [])]
+        missing = [NewTopic(s.name, s.partitions, 1) for s in wanted if s.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race
+    finally:
+        await admin.close()
+
+
+def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+    return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=False)

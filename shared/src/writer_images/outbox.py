@@ -1,0 +1,207 @@
+"""Transactional outbox: events are written in the caller's transaction and relayed to Kafka.
+
+Invariant: a row leaves the table only after the broker acknowledged it. The relay claims rows
+with `FOR UPDATE SKIP LOCKED` inside a transaction, sends the whole batch, waits for every
+acknowledgement, then deletes the rows and commits. If the process dies at any line the
+transaction rolls back with the connection, the rows stay, and the next relay sends them again
+(duplicates are absorbed by every consumer's inbox). Several relays can run: SKIP LOCKED gives
+each a disjoint batch. See docs/adr/0002-own-outbox-relay.md for why this is not faststream-outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from writer_images import metrics
+from writer_images.events import OutgoingEvent
+from writer_images.logging import get_logger
+from writer_images.retry import RetryPolicy
+
+log = get_logger(__name__)
+
+
+def outbox_ddl() -> str:
+    """DDL for a service's outbox table; run by the service's first migration (search_path = schema)."""
+    return """
+    CREATE TABLE outbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_id uuid NOT NULL,
+        event_type text NOT NULL,
+        topic text NOT NULL,
+        key text NOT NULL,
+        value bytea NOT NULL,
+        correlation_id text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+    );
+    """
+
+
+def notify_channel(schema: str) -> str:
+    return f"outbox_{schema}"
+
+
+class Outbox:
+    """Writes events in the caller's transaction and wakes the relay when that transaction commits."""
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.channel = notify_channel(schema)
+
+    async def write(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> None:
+        if not events:
+            return
+        await conn.execute(
+            """
+            INSERT INTO outbox (event_id, event_type, topic, key, value, correlation_id)
+            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
+            """,
+            [e.event_id for e in events],
+            [e.type for e in events],
+            [e.topic for e in events],
+            [e.key for e in events],
+            [e.value for e in events],
+            [e.correlation_id for e in events],
+        )
+        # NOTIFY is delivered at commit and collapses duplicates within one transaction.
+        await conn.execute("SELECT pg_notify($1, '')", self.channel)
+
+
+def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+    """The one producer configuration: acks from all replicas, small linger to form batches."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=15_000,
+        enable_idempotence=False,  # tansu lacks it; our consumers are idempotent instead
+    )
+
+
+class OutboxRelay:
+    """Publishes outbox rows to Kafka in batches; woken by LISTEN/NOTIFY, polls as a fallback."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        producer: AIOKafkaProducer,
+        *,
+        batch_size: int = 1000,
+        poll_interval_s: float = 1.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._producer = producer
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._retry = retry or RetryPolicy(max_attempts=1_000_000, base_s=0.2, max_s=5.0)
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Relay until `stop()`; broker or database outages are waited out with backoff."""
+        listener = await self._listen()
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sent = await self.relay_once()
+                    failures = 0
+                except Exception as exc:  # broker or database away: nothing was deleted, retry later
+                    failures += 1
+                    delay = self._retry.delay(failures)
+                    log.warning("outbox relay failed, backing off", error=repr(exc), delay_s=round(delay, 2))
+                    await self._sleep(delay)
+                    continue
+                if sent < self._batch_size:
+                    await self._wait_for_work()
+        finally:
+            if listener is not None:
+                with contextlib.suppress(Exception):
+                    await listener.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    async def relay_once(self) -> int:
+        """Send one batch; returns how many rows left the outbox."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                """
+                SELECT id, event_id, event_type, topic, key, value, correlation_id FROM outbox
+                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                """,
+                self._batch_size,
+            )
+            if not rows:
+                metrics.OUTBOX_BACKLOG.labels(self._schema).set(0)
+                return 0
+            pending = [
+                await self._producer.send(
+                    row["topic"],
+                    value=bytes(row["value"]),
+                    key=row["key"].encode(),
+                    headers=[
+                        ("event_type", row["event_type"].encode()),
+                        ("event_id", str(row["event_id"]).encode()),
+                        ("correlation_id", row["correlation_id"].encode()),
+                    ],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*pending)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
+        metrics.OUTBOX_RELAYED.labels(self._schema).inc(len(rows))
+        return len(rows)
+
+    async def backlog(self) -> int:
+        async with self._pool.acquire() as conn:
+            count: int = await conn.fetchval("SELECT count(*) FROM outbox")
+        metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
+        return count
+
+    async def _listen(self) -> asyncpg.Connection | None:
+        try:
+            conn: asyncpg.Connection = await self._pool.acquire()
+        except Exception as exc:  # the poll fallback still works without LISTEN
+            log.warning("outbox relay cannot LISTEN; polling only", error=repr(exc))
+            return None
+        await conn.add_listener(notify_channel(self._schema), self._on_notify)
+        return _ReleasingConnection(self._pool, conn, notify_channel(self._schema), self._on_notify)  # type: ignore[return-value]
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._poll_interval_s)
+        self._wakeup.clear()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+class _ReleasingConnection:
+    """Returns the LISTEN connection to its pool on close."""
+
+    def __init__(self, pool: asyncpg.Pool, conn: asyncpg.Connection, channel: str, callback: Any) -> None:
+        self._pool = pool
+        self._conn = conn
+        self._channel = channel
+        self._callback = callback
+
+    async def close(self) -> None:
+        await self._conn.remove_listener(self._channel, self._callback)
+        await self._pool.release(self._conn)

@@ -1,0 +1,38 @@
+"""One settings pattern for every service: environment variables prefixed `WI_`, `.env` supported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; each service subclasses it and adds its own fields."""
+
+    model_config = SettingsConfigDict(env_prefix="WI_", env_file=".env", extra="ignore")
+
+    service_name: str = "writer-images"
+    database_url: str = Field(
+        default="postgresql://postgres@127.0.0.1:5432/writer_images",
+        description="asyncpg DSN; `host=` may be a Unix socket directory",
+    )
+    db_pool_min: int = 1
+    db_pool_max: int = 10
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = 3
+    # Short group timeouts make joins and rebalances fast on tansu and in tests (see ENVIRONMENT.md).
+    kafka_session_timeout_ms: int = 10_000
+    kafka_heartbeat_interval_ms: int = 3_000
+    blob_dir: Path = Path("var/blobs")
+    # Fernet key shared by the services that read site secrets (images-api writes, publisher/sync read).
+    secrets_key: str = "b2XHj9u4m0sBSnw2tYQ8k0pQ5r1Wm9kq8v1mN3cZ7aE="
+    log_level: str = "INFO"
+    log_json: bool = True
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    allow_private_urls: bool = False
+    consumer_max_attempts: int = 5
+    consumer_backoff_base_s: float = 0.2
+    consumer_backoff_max_s: float = 30.0

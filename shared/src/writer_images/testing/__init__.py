@@ -1,0 +1,1 @@
+"""Test harness: the project's pytest plugin and helpers for real infrastructure."""

@@ -1,0 +1,43 @@
+"""Read what really reached the broker (tests and benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.structs import ConsumerRecord
+
+
+async def collect(
+    bootstrap: str,
+    topics: list[str],
+    *,
+    until: Callable[[list[ConsumerRecord[Any, Any]]], bool],
+    keep: Callable[[ConsumerRecord[Any, Any]], bool] = lambda _: True,
+    timeout_s: float = 20.0,
+) -> list[ConsumerRecord[Any, Any]]:
+    """Consume from the beginning with a fresh group until `until(kept)` holds or the time is up."""
+    consumer = AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        group_id=f"test-reader-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=2000,
+        heartbeat_interval_ms=500,
+    )
+    await consumer.start()
+    kept: list[ConsumerRecord[Any, Any]] = []
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not until(kept) and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for records in batches.values():
+                kept.extend(r for r in records if keep(r))
+    finally:
+        await consumer.stop()
+    return kept

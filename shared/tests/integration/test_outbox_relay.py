@@ -1,0 +1,188 @@
+"""The outbox relay against real Postgres and the real tansu broker."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka.structs import ConsumerRecord
+
+from writer_images import events, topics
+from writer_images.events import decode_envelope, make_event
+from writer_images.outbox import Outbox, OutboxRelay, kafka_producer
+from writer_images.testing.kafka_tools import collect
+from writer_images.testing.processes import ServiceProcess
+
+
+def _site_event(correlation_id: str, site_id: int = 1) -> events.OutgoingEvent:
+    payload = events.SiteChanged(
+        site_id=site_id, site_key=f"k{site_id}", name="Blog", base_url="https://blog.example", username="bot",
+        application_password_encrypted="x", webhook_secret_encrypted="y", revision=1,
+    )
+    return make_event(payload, account_id=1, correlation_id=correlation_id)
+
+
+def _of(correlation_id: str) -> Any:
+    def keep(record: ConsumerRecord[Any, Any]) -> bool:
+        return dict(record.headers).get("correlation_id") == correlation_id.encode()
+
+    return keep
+
+
+async def _write(pool: asyncpg.Pool, schema: str, outgoing: list[events.OutgoingEvent]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await Outbox(schema).write(conn, outgoing)
+
+
+async def test_committed_event_reaches_a_real_consumer_exactly_as_typed(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    outgoing = _site_event(correlation, site_id=77)
+    await _write(pool, schema, [outgoing])
+    producer = kafka_producer(kafka_bootstrap, client_id="t")
+    await producer.start()
+    try:
+        assert await OutboxRelay(pool, schema, producer).relay_once() == 1
+    finally:
+        await producer.stop()
+
+    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 1)
+
+    envelope, payload = decode_envelope(received[0].value)
+    assert envelope.event_id == outgoing.event_id
+    assert isinstance(payload, events.SiteChanged) and payload.site_id == 77
+    assert received[0].key == b"77"
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_rolled_back_transaction_emits_nothing(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    with pytest.raises(RuntimeError):
+        async with pool.acquire() as conn, conn.transaction():
+            await Outbox(schema).write(conn, [_site_event(correlation)])
+            raise RuntimeError("the business change failed")
+    producer = kafka_producer(kafka_bootstrap, client_id="t")
+    await producer.start()
+    try:
+        assert await OutboxRelay(pool, schema, producer).relay_once() == 0
+    finally:
+        await producer.stop()
+    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
+                             until=lambda r: False, timeout_s=2.0)
+    assert received == []
+
+
+async def test_relay_wakes_on_commit_via_notify(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    producer = kafka_producer(kafka_bootstrap, client_id="t")
+    await producer.start()
+    relay = OutboxRelay(pool, schema, producer, poll_interval_s=30.0)  # polling alone would be far too slow
+    task = asyncio.create_task(relay.run())
+    try:
+        await asyncio.sleep(0.3)
+        await _write(pool, schema, [_site_event(correlation)])
+        received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
+                                 until=lambda r: len(r) >= 1, timeout_s=10.0)
+        assert len(received) == 1
+    finally:
+        relay.stop()
+        await task
+        await producer.stop()
+
+
+async def test_two_relays_together_never_publish_the_same_row_twice(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    outgoing = [_site_event(correlation, site_id=i) for i in range(3000)]
+    for start in range(0, len(outgoing), 500):
+        await _write(pool, schema, outgoing[start : start + 500])
+    producers = [kafka_producer(kafka_bootstrap, client_id=f"t{i}") for i in range(2)]
+    for p in producers:
+        await p.start()
+    relays = [OutboxRelay(pool, schema, p, batch_size=100, poll_interval_s=0.1) for p in producers]
+    tasks = [asyncio.create_task(r.run()) for r in relays]
+    try:
+        await _wait_until_backlog_below(pool, 1)
+    finally:
+        for r in relays:
+            r.stop()
+        await asyncio.gather(*tasks)
+        for p in producers:
+            await p.stop()
+    # Everything is in the broker now; read it all (including any duplicate) before counting.
+    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
+                             until=lambda r: False, timeout_s=3.0)
+    ids = Counter(decode_envelope(r.value)[0].event_id for r in received)
+    assert set(ids) == {e.event_id for e in outgoing}
+    assert max(ids.values()) == 1
+
+
+@pytest.mark.slow
+async def test_relay_killed_mid_batch_loses_nothing_and_inbox_applies_each_effect_once(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str, database_url: str, tmp_path: Path
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    outgoing = [_site_event(correlation, site_id=i) for i in range(5000)]
+    for start in range(0, len(outgoing), 1000):
+        await _write(pool, schema, outgoing[start : start + 1000])
+
+    def relay() -> ServiceProcess:
+        return ServiceProcess(
+            "relay", ["-m", "writer_images.testing.relay_process", database_url, schema, kafka_bootstrap, "200"],
+            env={}, log_path=tmp_path / "relay.log",
+        ).start()
+
+    process = relay()
+    for _ in range(3):  # kill it several times while batches are in flight
+        await _wait_until_backlog_below(pool, 4500 - _ * 1000)
+        process.kill9()
+        process = relay()
+    await _wait_until_backlog_below(pool, 1, timeout_s=60)
+    process.stop()
+
+    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
+                             until=lambda r: len({decode_envelope(x.value)[0].event_id for x in r}) >= 5000,
+                             timeout_s=60.0)
+    arrived = [decode_envelope(r.value)[0].event_id for r in received]
+    assert set(arrived) == {e.event_id for e in outgoing}, "every event arrives at least once"
+
+    from writer_images import inbox  # the consumer side: redeliveries do nothing
+
+    async with pool.acquire() as conn:
+        for event_id in arrived:
+            async with conn.transaction():
+                if await inbox.claim(conn, event_id, "site.changed"):
+                    await conn.execute("INSERT INTO effects (event_id) VALUES ($1)", event_id)
+        effects = await conn.fetchval("SELECT count(*) FROM effects")
+        distinct = await conn.fetchval("SELECT count(DISTINCT event_id) FROM effects")
+    assert effects == distinct == 5000
+    print(f"duplicates delivered after 3 SIGKILLs: {len(arrived) - 5000}", file=sys.stderr)
+
+
+async def _wait_until_backlog_below(pool: asyncpg.Pool, limit: int, timeout_s: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        async with pool.acquire() as conn:
+            if await conn.fetchval("SELECT count(*) FROM outbox") < limit:
+                return
+        await asyncio.sleep(0.005)
+    raise TimeoutError(f"outbox backlog did not drop below {limit}")

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from writer_images import events, topics
+from writer_images.events import MalformedEventError, decode_envelope, make_event
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TASK = uuid.UUID("01937000-0000-7000-8000-000000000001")
+
+EXAMPLES: dict[type[events.Payload], dict[str, Any]] = {
+    events.SiteChanged: dict(site_id=3, site_key="k", name="Blog", base_url="https://blog.example",
+                             username="bot", application_password_encrypted="x", webhook_secret_encrypted="y",
+                             revision=1),
+    events.ImageGenerationRequested: dict(task_id=TASK, image_id=7, content_id=42, revision=1, prompt="a fox",
+                                          image_type="featured", position=0, provider="local", model="local-v1",
+                                          width=512, height=512, image_format="jpg",
+                                          renditions=[{"name": "desktop", "max_width": 1280}], deadline_at=NOW),
+    events.ImageGenerationProgress: dict(task_id=TASK, image_id=7, content_id=42, revision=1, stage="generating",
+                                         percent=30),
+    events.ImageGenerated: dict(task_id=TASK, image_id=7, content_id=42, revision=1, provider="local",
+                                model="local-v1", renditions=[{"name": "desktop", "blob_key": "ab/cd.jpg",
+                                "width": 512, "height": 512, "format": "jpg", "content_type": "image/jpeg",
+                                "bytes": 100, "sha256": "abcd"}]),
+    events.ImageGenerationFailed: dict(task_id=TASK, image_id=7, content_id=42, revision=1, reason="timeout",
+                                       retryable=True, attempts=3),
+    events.AiFunctionCalled: dict(call_id=TASK, task_id=TASK, image_id=7, content_id=42, provider="openai",
+                                  model="dall-e-3", prompt="a fox", size="1024x1024", latency_ms=1200, images=1,
+                                  estimated_cost_usd=0.04, success=True, called_at=NOW),
+    events.ContentPublishRequested: dict(publication_id=1, attempt_id=TASK, content_id=42, site_id=3,
+                                         publication_key="wi-1-42-3", action="publish", title="T", html="<p>x</p>",
+                                         wp_status="publish", images=[], deadline_at=NOW),
+    events.ContentPublished: dict(publication_id=1, attempt_id=TASK, content_id=42, site_id=3, external_id="5678",
+                                  external_url="https://blog.example/t/", wp_status="publish",
+                                  sync_status="published", featured_media_id=9, media_ids={"7": 9}),
+    events.ContentPublishFailed: dict(publication_id=1, attempt_id=TASK, content_id=42, site_id=3, reason="401",
+                                      code="auth", retryable=False, attempts=1),
+    events.WordPressPostChanged: dict(site_id=3, post_id="5678", wp_status="draft", modified_gmt=NOW, link=None,
+                                      source="webhook", observed_at=NOW),
+}
+
+
+def test_every_registered_contract_has_an_example() -> None:
+    assert {c.model for c in events.all_contracts()} == set(EXAMPLES)
+
+
+@pytest.mark.parametrize("model", list(EXAMPLES), ids=lambda m: m.__name__)
+def test_every_event_round_trips_through_its_envelope(model: type[events.Payload]) -> None:
+    payload = model.model_validate(EXAMPLES[model])
+    outgoing = make_event(payload, account_id=5, correlation_id="req-1", causation_id="cause-1")
+
+    envelope, decoded = decode_envelope(outgoing.value)
+
+    assert decoded == payload
+    assert envelope.event_id == outgoing.event_id
+    assert (envelope.account_id, envelope.correlation_id, envelope.causation_id) == (5, "req-1", "cause-1")
+    assert outgoing.topic in topics.MAIN_TOPICS
+
+
+def test_content_events_are_keyed_by_content_and_site_events_by_site() -> None:
+    generated = make_event(events.ImageGenerated.model_validate(EXAMPLES[events.ImageGenerated]),
+                           account_id=1, correlation_id="c")
+    site = make_event(events.SiteChanged.model_validate(EXAMPLES[events.SiteChanged]), account_id=1, correlation_id="c")
+    assert (generated.key, site.key) == ("42", "3")
+
+
+def test_event_ids_are_time_ordered() -> None:
+    ids = [events.new_event_id() for _ in range(50)]
+    assert ids == sorted(ids)
+    assert all(i.version == 7 for i in ids)
+
+
+@pytest.mark.parametrize("raw", [b"not json", b"{}", b'{"event_id": "x"}'])
+def test_garbage_is_a_malformed_event(raw: bytes) -> None:
+    with pytest.raises(MalformedEventError):
+        decode_envelope(raw)
+
+
+def test_unknown_type_or_version_is_malformed() -> None:
+    payload = events.SiteChanged.model_validate(EXAMPLES[events.SiteChanged])
+    outgoing = make_event(payload, account_id=1, correlation_id="c")
+    tampered = outgoing.value.replace(b'"version":1', b'"version":99')
+    with pytest.raises(MalformedEventError, match="unknown event type"):
+        decode_envelope(tampered)
+
+
+def test_payloads_reject_unknown_fields() -> None:
+    data = {**EXAMPLES[events.ImageGenerationFailed], "surprise": 1}
+    with pytest.raises(ValueError, match="surprise"):
+        events.ImageGenerationFailed.model_validate(data)
+
+
+def test_topic_registry_has_a_dlq_twin_for_every_topic() -> None:
+    names = {t.name for t in topics.all_topics(3)}
+    assert all(topics.dlq_topic(t) in names for t in topics.MAIN_TOPICS)
+    assert isinstance(events.Envelope, type) and issubclass(events.Envelope, BaseModel)
