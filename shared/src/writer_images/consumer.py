@@ -103,7 +103,10 @@ class DeadLetters:
             "original": original,
         }
         await self._broker.publish(
-            orjson.dumps(letter), topic=dlq_topic(record.topic), key=record.key, headers={"reason": reason[:200]}
+            orjson.dumps(letter),
+            topic=dlq_topic(record.topic),
+            key=record.key,
+            headers={"reason": reason[:200]},
         )
         metrics.EVENTS_DEAD_LETTERED.labels(self._group_id, record.topic).inc()
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason[:500])
@@ -171,7 +174,9 @@ class EventConsumer:
             )
         return events
 
-    async def _handle_together(self, events: Sequence[tuple[ConsumerRecord[Any, Any], IncomingEvent]]) -> None:
+    async def _handle_together(
+        self, events: Sequence[tuple[ConsumerRecord[Any, Any], IncomingEvent]]
+    ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             fresh = await inbox.claim_many(conn, [(e.envelope.event_id, e.envelope.type) for _, e in events])
             pending = set(fresh)
@@ -201,7 +206,9 @@ class EventConsumer:
                 if is_infrastructure_error(exc):
                     await self._pause_then_redeliver(exc)
                 if policy.exhausted(attempt):
-                    await self._dead_letters.send(record, reason=f"{type(exc).__name__}: {exc}", attempts=attempt)
+                    await self._dead_letters.send(
+                        record, reason=f"{type(exc).__name__}: {exc}", attempts=attempt
+                    )
                     metrics.EVENTS_HANDLED.labels(self._config.group_id, event.envelope.type, "failed").inc()
                     return
                 log.warning("handler failed; retrying", error=repr(exc), attempt=attempt)

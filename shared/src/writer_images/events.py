@@ -237,7 +237,7 @@ class Envelope(BaseModel):
 
 @dataclass(frozen=True)
 class Contract:
-    type: str
+    event_type: str
     version: int
     model: type[Payload]
     topic: str
@@ -267,12 +267,18 @@ def _by_site(p: Any) -> str:
 
 
 _register("site.changed", 1, SiteChanged, topics.SITE_CHANGED, _by_site)
-_register("image.generation.requested", 1, ImageGenerationRequested, topics.IMAGE_GENERATION_REQUESTED, _by_content)
-_register("image.generation.progress", 1, ImageGenerationProgress, topics.IMAGE_GENERATION_PROGRESS, _by_content)
+_register(
+    "image.generation.requested", 1, ImageGenerationRequested, topics.IMAGE_GENERATION_REQUESTED, _by_content
+)
+_register(
+    "image.generation.progress", 1, ImageGenerationProgress, topics.IMAGE_GENERATION_PROGRESS, _by_content
+)
 _register("image.generated", 1, ImageGenerated, topics.IMAGE_GENERATED, _by_content)
 _register("image.generation.failed", 1, ImageGenerationFailed, topics.IMAGE_GENERATION_FAILED, _by_content)
 _register("ai.function.called", 1, AiFunctionCalled, topics.AI_FUNCTION_CALLED, _by_content)
-_register("content.publish.requested", 1, ContentPublishRequested, topics.CONTENT_PUBLISH_REQUESTED, _by_content)
+_register(
+    "content.publish.requested", 1, ContentPublishRequested, topics.CONTENT_PUBLISH_REQUESTED, _by_content
+)
 _register("content.published", 1, ContentPublished, topics.CONTENT_PUBLISHED, _by_content)
 _register("content.publish.failed", 1, ContentPublishFailed, topics.CONTENT_PUBLISH_FAILED, _by_content)
 _register("wordpress.post.changed", 1, WordPressPostChanged, topics.WORDPRESS_POST_CHANGED, _by_site)
@@ -317,7 +323,7 @@ def make_event(
     contract = contract_of(payload)
     envelope = Envelope(
         event_id=event_id or new_event_id(),
-        type=contract.type,
+        type=contract.event_type,
         version=contract.version,
         occurred_at=utcnow(),
         account_id=account_id,
@@ -327,7 +333,7 @@ def make_event(
     )
     return OutgoingEvent(
         event_id=envelope.event_id,
-        type=contract.type,
+        type=contract.event_type,
         topic=contract.topic,
         key=contract.key(payload),
         value=encode_envelope(envelope),

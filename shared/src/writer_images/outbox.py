@@ -171,14 +171,14 @@ class OutboxRelay:
         metrics.OUTBOX_BACKLOG.labels(self._schema).set(count)
         return count
 
-    async def _listen(self) -> asyncpg.Connection | None:
+    async def _listen(self) -> _ReleasingConnection | None:
         try:
             conn: asyncpg.Connection = await self._pool.acquire()
         except Exception as exc:  # the poll fallback still works without LISTEN
             log.warning("outbox relay cannot LISTEN; polling only", error=repr(exc))
             return None
         await conn.add_listener(notify_channel(self._schema), self._on_notify)
-        return _ReleasingConnection(self._pool, conn, notify_channel(self._schema), self._on_notify)  # type: ignore[return-value]
+        return _ReleasingConnection(self._pool, conn, notify_channel(self._schema), self._on_notify)
 
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()

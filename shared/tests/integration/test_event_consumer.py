@@ -21,8 +21,13 @@ from writer_images.testing.kafka_tools import collect
 
 def _failed(image_id: int, reason: str) -> events.OutgoingEvent:
     payload = events.ImageGenerationFailed(
-        task_id=uuid.uuid4(), image_id=image_id, content_id=900_000 + image_id, revision=1, reason=reason,
-        retryable=False, attempts=1,
+        task_id=uuid.uuid4(),
+        image_id=image_id,
+        content_id=900_000 + image_id,
+        revision=1,
+        reason=reason,
+        retryable=False,
+        attempts=1,
     )
     return make_event(payload, account_id=1, correlation_id="consumer-test")
 
@@ -60,26 +65,37 @@ async def test_poison_goes_to_dlq_with_reason_and_the_consumer_keeps_going(
         if marker not in payload.reason:
             return  # other tests' events on the shared topic
         seen.append(payload.image_id)
-        await conn.execute("INSERT INTO effects (event_id, note) VALUES ($1, $2)", event.envelope.event_id, marker)
+        await conn.execute(
+            "INSERT INTO effects (event_id, note) VALUES ($1, $2)", event.envelope.event_id, marker
+        )
 
     broker = make_broker(kafka_bootstrap, client_id="consumer-test")
     consumer = EventConsumer(
-        broker, pool,
-        ConsumerConfig(group_id=f"g-{marker}", session_timeout_ms=2000, heartbeat_interval_ms=500,
-                       retry=RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.05)),
+        broker,
+        pool,
+        ConsumerConfig(
+            group_id=f"g-{marker}",
+            session_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+            retry=RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.05),
+        ),
         {"image.generation.failed": record_effect},
     )
     consumer.register()
     await broker.start()
     try:
-        await _send_raw(kafka_bootstrap, topics.IMAGE_GENERATION_FAILED, [
-            (b"900001", good_before.value),
-            (b"900001", b"{not an envelope"),
-            (b"900004", failing.value),
-            (b"900002", good_after.value),
-            (b"900003", duplicate.value),
-            (b"900003", duplicate.value),  # redelivered: must not apply twice
-        ])
+        await _send_raw(
+            kafka_bootstrap,
+            topics.IMAGE_GENERATION_FAILED,
+            [
+                (b"900001", good_before.value),
+                (b"900001", b"{not an envelope"),
+                (b"900004", failing.value),
+                (b"900002", good_after.value),
+                (b"900003", duplicate.value),
+                (b"900003", duplicate.value),  # redelivered: must not apply twice
+            ],
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 20
         while await _committed_effects(pool, marker) < 3 and loop.time() < deadline:
@@ -94,8 +110,12 @@ async def test_poison_goes_to_dlq_with_reason_and_the_consumer_keeps_going(
     def is_ours(r: ConsumerRecord[Any, Any]) -> bool:
         return marker.encode() in r.value or b"{not an envelope" in r.value
 
-    letters = await collect(kafka_bootstrap, [topics.dlq_topic(topics.IMAGE_GENERATION_FAILED)], keep=is_ours,
-                            until=lambda r: len(r) >= 2)
+    letters = await collect(
+        kafka_bootstrap,
+        [topics.dlq_topic(topics.IMAGE_GENERATION_FAILED)],
+        keep=is_ours,
+        until=lambda r: len(r) >= 2,
+    )
     reasons = sorted(orjson.loads(r.value)["reason"] for r in letters)
     assert any(r.startswith("malformed event") for r in reasons)
     assert any("permanent: this image belongs to nobody" in r for r in reasons)

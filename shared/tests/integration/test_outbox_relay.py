@@ -22,8 +22,14 @@ from writer_images.testing.processes import ServiceProcess
 
 def _site_event(correlation_id: str, site_id: int = 1) -> events.OutgoingEvent:
     payload = events.SiteChanged(
-        site_id=site_id, site_key=f"k{site_id}", name="Blog", base_url="https://blog.example", username="bot",
-        application_password_encrypted="x", webhook_secret_encrypted="y", revision=1,
+        site_id=site_id,
+        site_key=f"k{site_id}",
+        name="Blog",
+        base_url="https://blog.example",
+        username="bot",
+        application_password_encrypted="x",
+        webhook_secret_encrypted="y",
+        revision=1,
     )
     return make_event(payload, account_id=1, correlation_id=correlation_id)
 
@@ -54,7 +60,9 @@ async def test_committed_event_reaches_a_real_consumer_exactly_as_typed(
     finally:
         await producer.stop()
 
-    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 1)
+    received = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 1
+    )
 
     envelope, payload = decode_envelope(received[0].value)
     assert envelope.event_id == outgoing.event_id
@@ -79,8 +87,9 @@ async def test_rolled_back_transaction_emits_nothing(
         assert await OutboxRelay(pool, schema, producer).relay_once() == 0
     finally:
         await producer.stop()
-    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
-                             until=lambda r: False, timeout_s=2.0)
+    received = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: False, timeout_s=2.0
+    )
     assert received == []
 
 
@@ -96,8 +105,13 @@ async def test_relay_wakes_on_commit_via_notify(
     try:
         await asyncio.sleep(0.3)
         await _write(pool, schema, [_site_event(correlation)])
-        received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
-                                 until=lambda r: len(r) >= 1, timeout_s=10.0)
+        received = await collect(
+            kafka_bootstrap,
+            [topics.SITE_CHANGED],
+            keep=_of(correlation),
+            until=lambda r: len(r) >= 1,
+            timeout_s=10.0,
+        )
         assert len(received) == 1
     finally:
         relay.stop()
@@ -127,8 +141,9 @@ async def test_two_relays_together_never_publish_the_same_row_twice(
         for p in producers:
             await p.stop()
     # Everything is in the broker now; read it all (including any duplicate) before counting.
-    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
-                             until=lambda r: False, timeout_s=3.0)
+    received = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: False, timeout_s=3.0
+    )
     ids = Counter(decode_envelope(r.value)[0].event_id for r in received)
     assert set(ids) == {e.event_id for e in outgoing}
     assert max(ids.values()) == 1
@@ -146,8 +161,10 @@ async def test_relay_killed_mid_batch_loses_nothing_and_inbox_applies_each_effec
 
     def relay() -> ServiceProcess:
         return ServiceProcess(
-            "relay", ["-m", "writer_images.testing.relay_process", database_url, schema, kafka_bootstrap, "200"],
-            env={}, log_path=tmp_path / "relay.log",
+            "relay",
+            ["-m", "writer_images.testing.relay_process", database_url, schema, kafka_bootstrap, "200"],
+            env={},
+            log_path=tmp_path / "relay.log",
         ).start()
 
     process = relay()
@@ -158,9 +175,13 @@ async def test_relay_killed_mid_batch_loses_nothing_and_inbox_applies_each_effec
     await _wait_until_backlog_below(pool, 1, timeout_s=60)
     process.stop()
 
-    received = await collect(kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation),
-                             until=lambda r: len({decode_envelope(x.value)[0].event_id for x in r}) >= 5000,
-                             timeout_s=60.0)
+    received = await collect(
+        kafka_bootstrap,
+        [topics.SITE_CHANGED],
+        keep=_of(correlation),
+        until=lambda r: len({decode_envelope(x.value)[0].event_id for x in r}) >= 5000,
+        timeout_s=60.0,
+    )
     arrived = [decode_envelope(r.value)[0].event_id for r in received]
     assert set(arrived) == {e.event_id for e in outgoing}, "every event arrives at least once"
 

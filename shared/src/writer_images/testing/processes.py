@@ -29,7 +29,11 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *self.args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                [sys.executable, *self.args],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         if self.health_url:
             self.wait_healthy(wait_s)

@@ -1,6 +1,7 @@
 """A real WordPress site for tests and local runs: PHP's built-in server over a throw-away MariaDB database.
 
-`start_wordpress_site()` copies the Debian `wordpress` package into a working directory, writes its own
+`start_wordpress_site()` copies the Debian `wordpress` package into a working directory (core files
+hard-linked, wp-content copied), writes its own
 `wp-config.php`, installs WordPress headlessly with a PHP CLI script, creates an admin and an editor with
 application passwords, optionally installs the Writer Images bridge plugin, and serves the site with
 `php -S`. Leaving the context kills the server's process group, drops the database and removes the copy.
@@ -48,7 +49,7 @@ class MariaDBServer:
         if self.password:
             command.append(f"--password={self.password}")
         command += ["--batch", "--skip-column-names", "-e", sql]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)  # noqa: S603
+        done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"MariaDB at {self.host}:{self.port} refused {sql!r}: {done.stderr.strip()}")
         return done.stdout
@@ -95,7 +96,7 @@ def wordpress_available(mariadb: MariaDBServer | None = None) -> None:
         raise RuntimeError(f"WordPress tests need `php` on PATH; {hint}")
     if not (WORDPRESS_SOURCE / "wp-load.php").is_file():
         raise RuntimeError(f"WordPress tests need the Debian WordPress files in {WORDPRESS_SOURCE}; {hint}")
-    probe = subprocess.run(  # noqa: S603 (fixed command)
+    probe = subprocess.run(
         [php, "-r", "exit(extension_loaded('mysqli') && function_exists('curl_init') ? 0 : 1);"],
         capture_output=True,
         timeout=30,
@@ -347,7 +348,7 @@ require $root . '/index.php';
 def _install(workdir: Path, root: Path, port: int, admin_password: str, with_plugin: bool) -> dict[str, str]:
     script = workdir / "install.php"
     script.write_text(_INSTALL_SCRIPT.replace("__URL__", f"http://127.0.0.1:{port}"))
-    done = subprocess.run(  # noqa: S603 (fixed command)
+    done = subprocess.run(
         [_php_binary(), str(script), str(root), admin_password, "1" if with_plugin else "0"],
         capture_output=True,
         text=True,
@@ -376,7 +377,7 @@ def _serve(workdir: Path, root: Path, port: int, server_log: Path) -> subprocess
     command += ["-S", f"127.0.0.1:{port}", "-t", str(root), str(router)]
     with server_log.open("ab") as log:
         # A session of its own (setsid) so that teardown can kill the server and all its workers at once.
-        return subprocess.Popen(  # noqa: S603 (fixed command)
+        return subprocess.Popen(
             command,
             cwd=root,
             env=env,

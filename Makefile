@@ -1,0 +1,48 @@
+# The project's entry points. `make run` runs the product; `make test` runs everything CI runs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e shared -e services/images-api -e services/generator -e services/publisher -e services/sync
+
+.PHONY: setup system-deps run test test-quick lint typecheck format bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python requirements/constraints.txt requirements/base.txt requirements/dev.txt
+	$(BIN)/pip install -q -c requirements/constraints.txt -r requirements/base.txt -r requirements/dev.txt
+	$(BIN)/pip install -q --no-deps $(PACKAGES)
+	touch $@
+
+setup: $(VENV)/.installed ## create the venv and install everything (pinned)
+
+system-deps: ## PHP + WordPress for the real-WordPress tests (apt)
+	bash deploy/install-system-deps.sh
+
+run: setup ## run the whole product locally (broker, Postgres, services, demo data); Ctrl-C stops all
+	$(BIN)/python -m writer_images.devstack $(ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy shared/src services/images-api/src services/generator/src services/publisher/src services/sync/src
+
+test: setup system-deps lint typecheck ## everything CI runs: lint, types, all tests (crash drills included)
+	$(BIN)/pytest -q
+
+test-quick: setup ## the inner loop: everything but the slow truths
+	$(BIN)/pytest -q -m "not slow" -x
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup system-deps ## run the benchmarks (ratios against named baselines in the same run)
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

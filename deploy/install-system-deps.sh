@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# System packages the project needs beyond Python: PHP + WordPress for the real-WordPress tests.
+# Idempotent and quick when everything is already there. PostgreSQL and MariaDB servers are
+# expected to be running already on CI machines; the local run falls back to a private Postgres.
+set -euo pipefail
+
+need=()
+command -v php >/dev/null 2>&1 || need+=(php-cli)
+[ -f /usr/share/wordpress/wp-load.php ] || need+=(wordpress)
+php -m 2>/dev/null | grep -qi '^mysqli$' || need+=(php-mysql)
+php -m 2>/dev/null | grep -qi '^gd$' || need+=(php-gd)
+php -m 2>/dev/null | grep -qi '^curl$' || need+=(php-curl)
+php -m 2>/dev/null | grep -qi '^dom$' || need+=(php-xml)
+php -m 2>/dev/null | grep -qi '^mbstring$' || need+=(php-mbstring)
+command -v mariadb >/dev/null 2>&1 || command -v mysql >/dev/null 2>&1 || need+=(mariadb-client)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "installing system packages: ${need[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+echo "system dependencies ready"

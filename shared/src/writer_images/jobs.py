@@ -1,0 +1,318 @@
+"""Durable jobs: slow external work (a provider call, a WordPress publish) accepted from an event
+and done by a leased worker, so that Kafka offsets move on at once and nothing is lost on a crash.
+
+A consumer enqueues a job in the same transaction as its inbox claim; the `JobRunner` claims ready
+jobs with `FOR UPDATE SKIP LOCKED` and a lease, renews the lease while working, and records the
+outcome. A process killed mid-job leaves its lease to expire; the next runner (this process after
+a restart, or another instance) takes the job again. Jobs are unique per (queue, dedupe_key):
+requesting the same work twice while it is pending does nothing, and requesting it after it
+finished runs it again (the handler decides whether that means "re-emit the stored result").
+
+Concurrency is bounded per runner and per group (an account, a site, a provider key), so one
+tenant cannot take every slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from writer_images import metrics
+from writer_images.logging import bound_context, get_logger
+from writer_images.retry import RetryPolicy
+
+log = get_logger(__name__)
+
+
+def jobs_ddl() -> str:
+    return """
+    CREATE TABLE jobs (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        queue text NOT NULL,
+        dedupe_key text NOT NULL,
+        group_key text NOT NULL,
+        payload jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'ready' CHECK (status IN ('ready', 'running', 'done', 'failed')),
+        attempts int NOT NULL DEFAULT 0,
+        run_after timestamptz NOT NULL DEFAULT now(),
+        lease_owner text,
+        lease_until timestamptz,
+        last_error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        UNIQUE (queue, dedupe_key)
+    );
+    CREATE INDEX jobs_claimable ON jobs (queue, run_after) WHERE status IN ('ready', 'running');
+    """
+
+
+def notify_channel(schema: str) -> str:
+    return f"jobs_{schema}"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    queue: str
+    dedupe_key: str
+    group_key: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+async def enqueue(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    queue: str,
+    dedupe_key: str,
+    group_key: str,
+    payload: dict[str, Any],
+) -> bool:
+    """Add a job (or re-arm a finished one with the new payload). False when it is already pending."""
+    armed = await conn.fetchval(
+        """
+        INSERT INTO jobs (queue, dedupe_key, group_key, payload) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (queue, dedupe_key) DO UPDATE
+            SET payload = EXCLUDED.payload, group_key = EXCLUDED.group_key, status = 'ready', attempts = 0,
+                run_after = now(), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
+            WHERE jobs.status IN ('done', 'failed')
+        RETURNING true
+        """,
+        queue,
+        dedupe_key,
+        group_key,
+        payload,
+    )
+    if armed:
+        await conn.execute("SELECT pg_notify($1, $2)", notify_channel(schema), queue)
+    return bool(armed)
+
+
+class RetryJob(Exception):  # noqa: N818 - reads as an instruction at the raise site
+    """Raised by a handler for a transient failure: run again later (honouring `retry_after_s`)."""
+
+    def __init__(self, reason: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after_s = retry_after_s
+
+
+class FailJob(Exception):  # noqa: N818
+    """Raised by a handler for a failure that retrying cannot fix."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+JobHandler = Callable[[Job], Awaitable[None]]
+ExhaustedHandler = Callable[[asyncpg.Connection, Job, str, bool], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    queue: str
+    concurrency: int = 8
+    per_group_limit: int = 4
+    lease_s: float = 60.0
+    poll_interval_s: float = 1.0
+    retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=1.0, max_s=60.0)  # noqa: RUF009 - frozen value
+
+
+class JobRunner:
+    """Claims and runs jobs of one queue; `handler` does the work and completes the job itself
+    (with `complete()` inside its own transaction, beside its outbox events)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        schema: str,
+        config: RunnerConfig,
+        handler: JobHandler,
+        on_exhausted: ExhaustedHandler,
+    ) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._config = config
+        self._handler = handler
+        self._on_exhausted = on_exhausted
+        self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._groups: Counter[str] = Counter()
+        self._wakeup = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    async def run(self) -> None:
+        listener = await self._pool.acquire()
+        await listener.add_listener(notify_channel(self._schema), self._on_notify)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    claimed = await self._claim_and_start()
+                except Exception as exc:  # database away: back off, keep the runner alive
+                    log.warning("job claim failed", queue=self._config.queue, error=repr(exc))
+                    await self._pause(self._config.retry.delay(3))
+                    continue
+                if not claimed:
+                    await self._wait_for_work()
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(notify_channel(self._schema), self._on_notify)
+                await self._pool.release(listener)
+            if self._running:
+                await asyncio.gather(*self._running.values(), return_exceptions=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wakeup.set()
+
+    def _on_notify(self, *_: object) -> None:
+        self._wakeup.set()
+
+    async def _wait_for_work(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), self._config.poll_interval_s)
+        self._wakeup.clear()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _claim_and_start(self) -> int:
+        free = self._config.concurrency - len(self._running)
+        if free <= 0:
+            return 0
+        saturated = [g for g, n in self._groups.items() if n >= self._config.per_group_limit]
+        async with self._pool.acquire() as conn:
+            rows = await conn.fetch(
+                """
+                UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $4,
+                       lease_until = now() + make_interval(secs => $5), updated_at = now()
+                WHERE id IN (
+                    SELECT id FROM jobs
+                    WHERE queue = $1 AND NOT (group_key = ANY($3::text[]))
+                      AND ((status = 'ready' AND run_after <= now()) OR (status = 'running' AND lease_until < now()))
+                    ORDER BY run_after, id LIMIT $2 FOR UPDATE SKIP LOCKED
+                )
+                RETURNING id, queue, dedupe_key, group_key, payload, attempts, created_at
+                """,
+                self._config.queue,
+                free,
+                saturated,
+                self._owner,
+                self._config.lease_s,
+            )
+        started = 0
+        for row in rows:
+            job = Job(**dict(row))
+            if self._groups[job.group_key] >= self._config.per_group_limit:
+                await self._release(job)  # the batch over-filled a group; give it back at once
+                continue
+            self._groups[job.group_key] += 1
+            self._running[job.id] = asyncio.create_task(self._run_one(job))
+            started += 1
+        return started
+
+    async def _release(self, job: Job) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE jobs SET status = 'ready', attempts = attempts - 1, lease_owner = NULL WHERE id = $1",
+                job.id,
+            )
+
+    async def _run_one(self, job: Job) -> None:
+        heartbeat = asyncio.create_task(self._keep_lease(job))
+        try:
+            with bound_context(job_id=job.id, queue=job.queue, dedupe_key=job.dedupe_key):
+                await self._attempt(job)
+        finally:
+            heartbeat.cancel()
+            self._running.pop(job.id, None)
+            self._groups[job.group_key] -= 1
+            if self._groups[job.group_key] <= 0:
+                del self._groups[job.group_key]
+            self._wakeup.set()
+
+    async def _attempt(self, job: Job) -> None:
+        try:
+            await self._handler(job)
+            metrics.JOBS.labels(job.queue, "done").inc()
+        except RetryJob as exc:
+            await self._retry_or_exhaust(job, exc.reason, exc.retry_after_s)
+        except FailJob as exc:
+            await self._exhaust(job, exc.reason, retryable=False)
+        except Exception as exc:  # a bug or an unexpected answer: retried like a transient failure
+            log.exception("job handler raised", error=repr(exc))
+            await self._retry_or_exhaust(job, f"{type(exc).__name__}: {exc}", None)
+
+    async def _retry_or_exhaust(self, job: Job, reason: str, retry_after_s: float | None) -> None:
+        policy = self._config.retry
+        if policy.exhausted(job.attempts):
+            await self._exhaust(job, reason, retryable=True)
+            return
+        delay = policy.delay(job.attempts, retry_after_s)
+        log.info("job will retry", reason=reason, attempt=job.attempts, delay_s=round(delay, 2))
+        metrics.JOBS.labels(job.queue, "retry").inc()
+        async with self._pool.acquire() as conn:
+            await conn.execute(
+                """
+                UPDATE jobs SET status = 'ready', run_after = now() + make_interval(secs => $2), last_error = $3,
+                       lease_owner = NULL, lease_until = NULL, updated_at = now()
+                WHERE id = $1 AND lease_owner = $4
+                """,
+                job.id,
+                delay,
+                reason[:2000],
+                self._owner,
+            )
+
+    async def _exhaust(self, job: Job, reason: str, *, retryable: bool) -> None:
+        metrics.JOBS.labels(job.queue, "failed").inc()
+        async with self._pool.acquire() as conn, conn.transaction():
+            owned = await conn.fetchval(
+                """
+                UPDATE jobs SET status = 'failed', last_error = $2, lease_owner = NULL, lease_until = NULL,
+                       updated_at = now()
+                WHERE id = $1 AND lease_owner = $3 RETURNING true
+                """,
+                job.id,
+                reason[:2000],
+                self._owner,
+            )
+            if owned:
+                await self._on_exhausted(conn, job, reason, retryable)
+
+    async def _keep_lease(self, job: Job) -> None:
+        while True:
+            await asyncio.sleep(self._config.lease_s / 3)
+            with contextlib.suppress(Exception):
+                async with self._pool.acquire() as conn:
+                    await conn.execute(
+                        "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) WHERE id = $1 AND lease_owner = $3",
+                        job.id,
+                        self._config.lease_s,
+                        self._owner,
+                    )
+
+
+async def complete(conn: asyncpg.Connection, job: Job) -> None:
+    """Mark a job done; call inside the handler's transaction, beside its effects and outbox events."""
+    await conn.execute(
+        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
+        job.id,
+    )
