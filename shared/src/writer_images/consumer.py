@@ -73,7 +73,7 @@ class ConsumerConfig:
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
     max_records: int = 200
-    retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=0.2, max_s=30.0)
+    retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=0.2, max_s=30.0)  # noqa: RUF009 - frozen value
 
 
 class DeadLetters:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -18,10 +20,8 @@ async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] 
         wanted = [*all_topics(partitions), *(extra or [])]
         missing = [NewTopic(s.name, s.partitions, 1) for s in wanted if s.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process won the race
     finally:
         await admin.close()
 

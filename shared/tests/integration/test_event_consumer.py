@@ -51,7 +51,7 @@ async def _committed_effects(pool: asyncpg.Pool, marker: str) -> int:
 async def test_poison_goes_to_dlq_with_reason_and_the_consumer_keeps_going(
     service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
 ) -> None:
-    schema, pool = service_schema
+    _, pool = service_schema
     marker = uuid.uuid4().hex
     good_before, good_after, duplicate = _failed(1, marker), _failed(2, marker), _failed(3, marker)
     failing = _failed(4, "explode-" + marker)

@@ -77,10 +77,14 @@ async def test_rolled_back_transaction_emits_nothing(
 ) -> None:
     schema, pool = service_schema
     correlation = f"c-{uuid.uuid4()}"
-    with pytest.raises(RuntimeError):
+
+    async def business_change_that_fails() -> None:
         async with pool.acquire() as conn, conn.transaction():
             await Outbox(schema).write(conn, [_site_event(correlation)])
             raise RuntimeError("the business change failed")
+
+    with pytest.raises(RuntimeError):
+        await business_change_that_fails()
     producer = kafka_producer(kafka_bootstrap, client_id="t")
     await producer.start()
     try:

@@ -1,0 +1,55 @@
+"""What every benchmark shares: ratio lines, percentiles, and a JSON result per run."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "p50_ms": round(percentile(ms, 50), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3) if ms else float("nan"),
+        "n": len(ms),
+    }
+
+
+def ratio_line(
+    label: str, ours: float, baseline: float, baseline_name: str, unit: str, goal: str = ""
+) -> str:
+    ratio = ours / baseline if baseline else float("inf")
+    line = f"{label}: {ours:,.1f} {unit} vs {baseline_name} {baseline:,.1f} {unit} → ratio {ratio:.2f}×"
+    if goal:
+        line += f" (goal {goal})"
+    print(line, flush=True)
+    return line
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    result = {
+        "benchmark": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        **result,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, default=str))
+    print(f"→ {path}", flush=True)
+    return path

@@ -1,0 +1,190 @@
+"""Durable jobs against real Postgres: leased, bounded, retried, exhausted, reclaimed after a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from writer_images import jobs
+from writer_images.jobs import FailJob, Job, JobRunner, RetryJob, RunnerConfig
+from writer_images.retry import RetryPolicy
+
+
+@pytest.fixture
+async def jobs_schema(service_schema: tuple[str, asyncpg.Pool]) -> tuple[str, asyncpg.Pool]:
+    schema, pool = service_schema
+    async with pool.acquire() as conn:
+        await conn.execute(
+            jobs.jobs_ddl() + "CREATE TABLE exhausted (dedupe_key text, reason text, retryable bool);"
+        )
+    return schema, pool
+
+
+async def _enqueue(pool: asyncpg.Pool, schema: str, key: str, group: str = "acct-1") -> bool:
+    async with pool.acquire() as conn, conn.transaction():
+        return await jobs.enqueue(
+            conn, schema, queue="q", dedupe_key=key, group_key=group, payload={"key": key}
+        )
+
+
+async def _record_exhausted(conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+    await conn.execute("INSERT INTO exhausted VALUES ($1, $2, $3)", job.dedupe_key, reason, retryable)
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    pool: asyncpg.Pool, schema: str, handler: Callable[[Job], Awaitable[None]], **config: object
+) -> AsyncIterator[JobRunner]:
+    runner = JobRunner(
+        pool, schema, RunnerConfig(queue="q", poll_interval_s=0.05, **config), handler, _record_exhausted
+    )  # type: ignore[arg-type]
+    task = asyncio.create_task(runner.run())
+    try:
+        yield runner
+    finally:
+        runner.stop()
+        await task
+
+
+async def _until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not await predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.02)
+
+
+async def _statuses(pool: asyncpg.Pool) -> dict[str, str]:
+    async with pool.acquire() as conn:
+        return {r["dedupe_key"]: r["status"] for r in await conn.fetch("SELECT dedupe_key, status FROM jobs")}
+
+
+async def test_the_same_work_requested_twice_while_pending_is_one_job(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    assert await _enqueue(pool, schema, "image:1:1") is True
+    assert await _enqueue(pool, schema, "image:1:1") is False
+    assert await _statuses(pool) == {"image:1:1": "ready"}
+
+
+async def test_jobs_run_once_each_and_complete(jobs_schema: tuple[str, asyncpg.Pool]) -> None:
+    schema, pool = jobs_schema
+    runs: Counter[str] = Counter()
+
+    async def handler(job: Job) -> None:
+        runs[job.dedupe_key] += 1
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    for i in range(20):
+        await _enqueue(pool, schema, f"k{i}", group=f"g{i % 3}")
+    async with _running(pool, schema, handler):
+        await _until(lambda: _all_in(pool, "done", 20))
+    assert runs == Counter({f"k{i}": 1 for i in range(20)})
+
+
+async def _all_in(pool: asyncpg.Pool, status: str, count: int) -> bool:
+    statuses = await _statuses(pool)
+    return len(statuses) == count and set(statuses.values()) == {status}
+
+
+async def test_concurrency_is_bounded_per_group(jobs_schema: tuple[str, asyncpg.Pool]) -> None:
+    schema, pool = jobs_schema
+    in_flight: Counter[str] = Counter()
+    peak: Counter[str] = Counter()
+
+    async def handler(job: Job) -> None:
+        in_flight[job.group_key] += 1
+        peak[job.group_key] = max(peak[job.group_key], in_flight[job.group_key])
+        await asyncio.sleep(0.05)
+        in_flight[job.group_key] -= 1
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    for i in range(12):
+        await _enqueue(pool, schema, f"busy{i}", group="busy-tenant")
+    await _enqueue(pool, schema, "quiet", group="quiet-tenant")
+    async with _running(pool, schema, handler, concurrency=6, per_group_limit=2):
+        await _until(lambda: _all_in(pool, "done", 13))
+    assert peak["busy-tenant"] == 2
+    assert peak["quiet-tenant"] == 1
+
+
+async def test_transient_failures_retry_then_exhaust_into_the_failure_hook(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    attempts: Counter[str] = Counter()
+
+    async def handler(job: Job) -> None:
+        attempts[job.dedupe_key] += 1
+        if job.dedupe_key == "flaky" and attempts["flaky"] < 2:
+            raise RetryJob("429 from provider", retry_after_s=0.05)
+        if job.dedupe_key == "doomed":
+            raise RetryJob("still 503")
+        if job.dedupe_key == "refused":
+            raise FailJob("content policy violation")
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    for key in ("flaky", "doomed", "refused"):
+        await _enqueue(pool, schema, key)
+    async with _running(pool, schema, handler, retry=RetryPolicy(max_attempts=3, base_s=0.01, max_s=0.05)):
+        await _until(lambda: _settled(pool))
+    assert await _statuses(pool) == {"flaky": "done", "doomed": "failed", "refused": "failed"}
+    assert attempts == Counter({"flaky": 2, "doomed": 3, "refused": 1})
+    async with pool.acquire() as conn:
+        exhausted = {
+            r["dedupe_key"]: (r["reason"], r["retryable"])
+            for r in await conn.fetch("SELECT * FROM exhausted")
+        }
+    assert exhausted == {"doomed": ("still 503", True), "refused": ("content policy violation", False)}
+
+
+async def _settled(pool: asyncpg.Pool) -> bool:
+    return all(s in ("done", "failed") for s in (await _statuses(pool)).values())
+
+
+async def test_a_job_abandoned_by_a_dead_worker_is_taken_again_after_its_lease(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "orphan")
+    async with pool.acquire() as conn:  # a worker claimed it, then died without a word
+        await conn.execute(
+            "UPDATE jobs SET status='running', attempts=1, lease_owner='dead', lease_until=now() + interval '300 ms'"
+        )
+    finished: list[int] = []
+
+    async def handler(job: Job) -> None:
+        finished.append(job.attempts)
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    async with _running(pool, schema, handler):
+        await _until(lambda: _all_in(pool, "done", 1))
+    assert finished == [2]
+
+
+async def test_finished_work_requested_again_runs_again(jobs_schema: tuple[str, asyncpg.Pool]) -> None:
+    schema, pool = jobs_schema
+    runs: list[str] = []
+
+    async def handler(job: Job) -> None:
+        runs.append(job.dedupe_key)
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    async with _running(pool, schema, handler):
+        await _enqueue(pool, schema, "again")
+        await _until(lambda: _all_in(pool, "done", 1))
+        assert await _enqueue(pool, schema, "again") is True
+        await _until(lambda: asyncio.sleep(0, result=len(runs) == 2))
+    assert runs == ["again", "again"]
