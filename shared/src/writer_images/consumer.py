@@ -32,6 +32,7 @@ from writer_images import inbox, metrics
 from writer_images.events import Envelope, MalformedEventError, Payload, contract_for, decode_envelope, utcnow
 from writer_images.logging import bound_context, get_logger
 from writer_images.retry import RetryPolicy
+from writer_images.settings import ServiceSettings
 from writer_images.topics import dlq_topic
 
 log = get_logger(__name__)
@@ -72,6 +73,7 @@ class ConsumerConfig:
     group_id: str
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+    fetch_max_wait_ms: int = 500
     max_records: int = 200
     retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=0.2, max_s=30.0)  # noqa: RUF009 - frozen value
 
@@ -112,6 +114,22 @@ class DeadLetters:
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason[:500])
 
 
+def consumer_config(settings: ServiceSettings, group_id: str, **overrides: Any) -> ConsumerConfig:
+    """The consumer configuration every service derives from its settings."""
+    return ConsumerConfig(
+        group_id=group_id,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        retry=RetryPolicy(
+            max_attempts=settings.consumer_max_attempts,
+            base_s=settings.consumer_backoff_base_s,
+            max_s=settings.consumer_backoff_max_s,
+        ),
+        **overrides,
+    )
+
+
 class EventConsumer:
     def __init__(
         self, broker: KafkaBroker, pool: asyncpg.Pool, config: ConsumerConfig, handlers: dict[str, Handler]
@@ -139,6 +157,7 @@ class EventConsumer:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             session_timeout_ms=self._config.session_timeout_ms,
             heartbeat_interval_ms=self._config.heartbeat_interval_ms,
+            fetch_max_wait_ms=self._config.fetch_max_wait_ms,
         )
         subscriber(self.on_batch)
 

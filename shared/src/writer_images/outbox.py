@@ -150,7 +150,7 @@ class OutboxRelay:
             pending = [
                 await self._producer.send(
                     row["topic"],
-                    value=bytes(row["value"]),
+                    value=row["value"],
                     key=row["key"].encode(),
                     headers=[
                         ("event_type", row["event_type"].encode()),

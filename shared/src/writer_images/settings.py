@@ -25,6 +25,9 @@ class ServiceSettings(BaseSettings):
     # Short group timeouts make joins and rebalances fast on tansu and in tests (see ENVIRONMENT.md).
     kafka_session_timeout_ms: int = 10_000
     kafka_heartbeat_interval_ms: int = 3_000
+    # Apache Kafka answers a waiting fetch as soon as data arrives; tansu waits the full time, so
+    # local runs and tests set this low (20 ms) or every hop would cost up to this much latency.
+    kafka_fetch_max_wait_ms: int = 500
     blob_dir: Path = Path("var/blobs")
     # Fernet key shared by the services that read site secrets (images-api writes, publisher/sync read).
     secrets_key: str = "b2XHj9u4m0sBSnw2tYQ8k0pQ5r1Wm9kq8v1mN3cZ7aE="

@@ -84,7 +84,11 @@ def blob_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def short_group_timeouts() -> dict[str, str]:
     """Environment for services under test: fast consumer-group joins on tansu."""
-    return {"WI_KAFKA_SESSION_TIMEOUT_MS": "2000", "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+    return {
+        "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "WI_KAFKA_FETCH_MAX_WAIT_MS": "20",
+    }
 
 
 # Real WordPress sites (PHP + MariaDB), started on demand and torn down at session end.

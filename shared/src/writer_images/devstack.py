@@ -1,0 +1,177 @@
+"""Run the whole product locally: `python -m writer_images.devstack` (what `make run` calls).
+
+Starts a tansu broker, uses `WI_DATABASE_URL`/`DATABASE_URL` or the server on 127.0.0.1:5432 or
+else a private PostgreSQL cluster under `var/pgdata`, creates the topics, starts every service that
+exists as a supervised subprocess, seeds the demo account once, and prints the URLs. Ctrl-C (or
+SIGTERM) stops every child process group; nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from writer_images.infra.broker import TansuBroker
+from writer_images.infra.ports import free_port
+from writer_images.infra.postgres import ensure_database, resolve_server
+from writer_images.kafka import ensure_topics
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    package: str
+    port: int
+
+
+SERVICES = (
+    ServiceSpec("images-api", "images_api", 8000),
+    ServiceSpec("generator", "generator", 8001),
+    ServiceSpec("publisher", "publisher", 8002),
+    ServiceSpec("sync", "sync", 8003),
+)
+
+
+def _runnable(spec: ServiceSpec) -> bool:
+    return importlib.util.find_spec(f"{spec.package}.__main__") is not None
+
+
+class Supervisor:
+    """Keeps each service running (restarts a crashed one with backoff) until asked to stop."""
+
+    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+        self.env = env
+        self.log_dir = log_dir
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.restarts: dict[str, int] = {}
+        self.stopping = False
+
+    def start(self, spec: ServiceSpec) -> None:
+        env = {**os.environ, **self.env, "WI_HTTP_PORT": str(spec.port), "WI_SERVICE_NAME": spec.name}
+        log = open(self.log_dir / f"{spec.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.children[spec.name] = subprocess.Popen(
+            [sys.executable, "-m", spec.package],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def watch(self, specs: list[ServiceSpec]) -> None:
+        by_name = {s.name: s for s in specs}
+        while not self.stopping:
+            time.sleep(0.5)
+            for name, child in list(self.children.items()):
+                if child.poll() is not None and not self.stopping:
+                    count = self.restarts.get(name, 0) + 1
+                    self.restarts[name] = count
+                    print(
+                        f"! {name} exited with {child.returncode}; restarting (#{count}), see var/log/{name}.log"
+                    )
+                    time.sleep(min(30, 2**count))
+                    self.start(by_name[name])
+
+    def stop(self) -> None:
+        self.stopping = True
+        for child in self.children.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(child.pid, signal.SIGKILL)
+
+
+def _wait_healthy(port: int, timeout_s: float = 60) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--var", type=Path, default=Path("var"), help="state directory (blobs, logs, pgdata)")
+    parser.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
+    parser.add_argument("--no-demo", action="store_true", help="do not seed the demo account")
+    args = parser.parse_args(argv)
+
+    var: Path = args.var.resolve()
+    (var / "log").mkdir(parents=True, exist_ok=True)
+    embedded = None
+    database_url = os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not database_url:  # the local server if it answers, else a private cluster in var/pgdata
+        server, embedded = resolve_server(None, var / "pgdata")
+        database_url = asyncio.run(ensure_database(server, "writer_images"))
+    broker = TansuBroker(port=args.kafka_port or free_port(), log_path=var / "log" / "tansu.log").start()
+    asyncio.run(ensure_topics(broker.bootstrap, 3))
+
+    env = {
+        "WI_DATABASE_URL": database_url,
+        "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
+        "WI_BLOB_DIR": str(var / "blobs"),
+        "WI_ALLOW_PRIVATE_URLS": "true",
+        "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "WI_KAFKA_FETCH_MAX_WAIT_MS": "20",
+        "WI_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+        "WI_LOG_JSON": "true",
+    }
+    supervisor = Supervisor(env, var / "log")
+    specs = [s for s in SERVICES if _runnable(s)]
+
+    def shutdown(*_: object) -> None:
+        supervisor.stopping = True
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        for spec in specs:
+            supervisor.start(spec)
+        healthy = {s.name: _wait_healthy(s.port) for s in specs}
+        if "images-api" in healthy and healthy["images-api"] and not args.no_demo:
+            subprocess.run(
+                [sys.executable, "-m", "images_api", "seed-demo"], env={**os.environ, **env}, check=False
+            )
+        print("\nWriter Images is running:")
+        print(f"  broker (tansu)   {broker.bootstrap}")
+        print(f"  postgres         {database_url}")
+        for spec in specs:
+            state = "ready" if healthy[spec.name] else "NOT READY (see var/log)"
+            print(f"  {spec.name:<16} http://127.0.0.1:{spec.port}  [{state}]")
+        if "images-api" in healthy:
+            print("  web page         http://127.0.0.1:8000/")
+            print("  API docs         http://127.0.0.1:8000/docs")
+            print("  demo login       demo@writer-images.local / demo-password")
+        print(f"  logs             {var / 'log'}\nCtrl-C stops everything.", flush=True)
+        supervisor.watch(specs)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
+        broker.stop()
+        if embedded:
+            embedded.stop()
+        print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
