@@ -78,7 +78,8 @@ def document() -> dict[str, Any]:
 
 
 def render() -> str:
-    return yaml.safe_dump(document(), sort_keys=False, allow_unicode=True, width=110)
+    rendered: str = yaml.safe_dump(document(), sort_keys=False, allow_unicode=True, width=110)
+    return rendered
 
 
 if __name__ == "__main__":
