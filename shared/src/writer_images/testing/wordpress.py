@@ -394,7 +394,7 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, server_log: Pat
         if process.poll() is not None:
             return False
         try:
-            with urllib.request.urlopen(f"{base_url}/wp-json/", timeout=5) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{base_url}/wp-json/", timeout=5) as response:
                 if response.status == 200:
                     return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
