@@ -1,0 +1,390 @@
+// The Writer Images page: the seed's /writer/images page, with the seed's "future enhancements" built:
+// server-side search/filter/sort/pagination, live progress over SSE, batch publishing with per-item
+// results, image type/status and sync status filters. Plain ES modules, no build step.
+
+const PAGE_SIZE = 10;
+const $ = (sel) => document.querySelector(sel);
+const state = {
+  access: null, refresh: localStorage.getItem("wi.refresh"), role: null,
+  page: 1, cursorStack: [], count: 0, rows: [], selected: new Set(), settings: null,
+  siteId: localStorage.getItem("wi.site") || "", sectorId: localStorage.getItem("wi.sector") || "",
+};
+
+// --- API client: the unified envelope, JWT with rotating refresh on 401 ------------------------
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.error || `Request failed (${status})`);
+    this.status = status; this.errors = body?.errors || null; this.requestId = body?.request_id;
+  }
+}
+
+async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.access) headers.Authorization = `Bearer ${state.access}`;
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined, signal });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, { error: "Network error: Unable to reach API" });
+  }
+  if (response.status === 401 && retry && state.refresh) {
+    if (await refreshTokens()) return fetchAPI(path, { method, body, retry: false, signal });
+    showLogin("Session expired");
+  }
+  if (response.status === 304) return null;
+  const payload = await response.json().catch(() => ({}));
+  if (!response.ok || payload.success === false) throw new ApiError(response.status, payload);
+  return payload.data;
+}
+
+async function refreshTokens() {
+  const response = await fetch("/v1/auth/refresh", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ refresh_token: state.refresh }),
+  });
+  if (!response.ok) { setTokens(null); return false; }
+  setTokens((await response.json()).data);
+  return true;
+}
+
+function setTokens(tokens) {
+  state.access = tokens?.access_token || null;
+  state.refresh = tokens?.refresh_token || null;
+  state.role = tokens?.role || state.role;
+  if (state.refresh) localStorage.setItem("wi.refresh", state.refresh); else localStorage.removeItem("wi.refresh");
+}
+
+// Server-sent events over fetch (EventSource cannot send an Authorization header).
+async function* sse(path, signal) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${state.access}` }, signal });
+  if (!response.ok) throw new ApiError(response.status, await response.json().catch(() => ({})));
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let split;
+    while ((split = buffer.indexOf("\n\n")) >= 0 || (split = buffer.indexOf("\r\n\r\n")) >= 0) {
+      const chunk = buffer.slice(0, split); buffer = buffer.slice(split + (buffer[split] === "\r" ? 4 : 2));
+      let event = "message", data = "";
+      for (const line of chunk.split(/\r?\n/)) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data += line.slice(5).trim();
+      }
+      if (data) yield { event, data: JSON.parse(data) };
+    }
+  }
+}
+
+// --- small helpers ------------------------------------------------------------------------------
+
+function toast(message, kind = "info") {
+  const el = document.createElement("div");
+  el.className = `toast ${kind}`; el.textContent = message;
+  $("#toasts").append(el); setTimeout(() => el.remove(), 5000);
+}
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const badge = (value) => value ? `<span class="badge ${esc(value)}">${esc(value)}</span>` : `<span class="muted">—</span>`;
+const canWrite = () => state.role !== "viewer";
+
+// The seed's rule for the "Publish to WordPress" button (the server enforces it too).
+export const isPublishable = (row) => row.status === "published" && (!row.external_id || !row.external_url)
+  && (!row.sync_status || row.sync_status !== "published");
+
+function thumb(image, contentId) {
+  if (!image) return `<span class="thumb">none</span>`;
+  if (image.image_url && image.status === "generated") {
+    return `<img class="thumb" loading="lazy" src="${esc(image.image_url)}" alt="${esc(image.prompt)}" data-preview="${esc(image.image_url)}">`;
+  }
+  return `<span class="thumb" title="${esc(image.prompt)}">${esc(image.status)}</span>`;
+}
+
+// --- loading the grouped view (server-side search, filters, sort, pagination) -------------------
+
+let loadController = null;
+async function loadImages() {
+  loadController?.abort(); loadController = new AbortController();
+  const params = new URLSearchParams({ page: String(state.page), page_size: String(PAGE_SIZE), ordering: $("#ordering").value });
+  const filters = { search: $("#search").value.trim(), overall_status: $("#filter-overall").value, sync_status: $("#filter-sync").value,
+    image_type: $("#filter-image-type").value, image_status: $("#filter-image-status").value, site_id: state.siteId, sector_id: state.sectorId };
+  for (const [k, v] of Object.entries(filters)) if (v) params.append(k, v);
+  try {
+    const data = await fetchAPI(`/v1/writer/images/content_images/?${params}`, { signal: loadController.signal });
+    state.rows = data.results; state.count = data.count;
+    renderRows(); renderMetrics();
+  } catch (err) {
+    if (err.name !== "AbortError") toast(`Failed to load images: ${err.message}`, "error");
+  }
+}
+
+function renderRows() {
+  const max = state.settings?.max_in_article_images ?? 5;
+  $("#rows").innerHTML = state.rows.map((row) => {
+    const inArticle = row.in_article_images.slice(0, Math.max(max, row.in_article_images.length))
+      .map((img) => thumb(img, row.content_id)).join("");
+    const publish = canWrite() && isPublishable(row)
+      ? `<button class="success" data-action="publish" data-id="${row.content_id}">Publish to WordPress</button>` : "";
+    const link = row.external_url ? `<a href="${esc(row.external_url)}" target="_blank" rel="noopener">#${esc(row.external_id)}</a>` : "";
+    return `<tr data-id="${row.content_id}">
+      <td><input type="checkbox" data-select="${row.content_id}" ${state.selected.has(row.content_id) ? "checked" : ""} aria-label="Select ${esc(row.content_title)}"></td>
+      <td><strong>${esc(row.content_title)}</strong></td>
+      <td>${thumb(row.featured_image, row.content_id)}</td>
+      <td><div class="thumbs">${inArticle}</div></td>
+      <td>${badge(row.overall_status)}</td>
+      <td>${badge(row.status)}</td>
+      <td>${badge(row.sync_status)} ${link}</td>
+      <td><div class="actions">
+        ${canWrite() ? `<button data-action="generate" data-id="${row.content_id}">Generate Images</button>` : ""}
+        ${publish}
+        ${canWrite() ? `<button class="ghost" data-action="status" data-id="${row.content_id}">Update Status</button>` : ""}
+      </div></td></tr>`;
+  }).join("");
+  $("#empty").hidden = state.rows.length > 0;
+  const pages = Math.max(1, Math.ceil(state.count / PAGE_SIZE));
+  $("#page-info").textContent = `Page ${state.page} of ${pages} · ${state.count} items`;
+  $("#prev").disabled = state.page <= 1; $("#next").disabled = state.page >= pages;
+  updateBulk();
+}
+
+function renderMetrics() {
+  const counts = { complete: 0, partial: 0, pending: 0, failed: 0 };
+  for (const row of state.rows) counts[row.overall_status] += 1;
+  const ready = state.rows.filter(isPublishable).length;
+  $("#metrics").innerHTML = [["Total content", state.count], ["Complete (page)", counts.complete],
+    ["Partial (page)", counts.partial], ["Failed (page)", counts.failed], ["Ready to publish (page)", ready]]
+    .map(([label, value]) => `<div class="metric"><span class="muted">${label}</span><b>${value}</b></div>`).join("");
+}
+
+function updateBulk() {
+  const ready = state.rows.filter((r) => state.selected.has(r.content_id) && isPublishable(r));
+  $("#bulk-publish").disabled = !canWrite() || ready.length === 0;
+  $("#bulk-publish").textContent = ready.length ? `Publish Ready to WordPress (${ready.length})` : "Publish Ready to WordPress";
+}
+
+// --- actions ------------------------------------------------------------------------------------
+
+async function publishOne(contentId) {
+  try {
+    const result = await fetchAPI("/v1/publisher/publish/?wait=true", { method: "POST", body: { content_id: contentId, destinations: ["wordpress"] } });
+    if (result.external_url) toast("Published to WordPress", "success");
+    else toast("Publishing queued; the row updates when WordPress answers", "info");
+  } catch (err) { toast(`Publishing failed: ${err.message}`, "error"); }
+  loadImages();
+}
+
+async function publishBulk() {
+  const ids = state.rows.filter((r) => state.selected.has(r.content_id) && isPublishable(r)).map((r) => r.content_id);
+  if (!ids.length) return;
+  try {
+    const result = await fetchAPI("/v1/publisher/publish/batch/", { method: "POST", body: { content_ids: ids, destinations: ["wordpress"] } });
+    if (result.accepted) toast(`Publishing ${result.accepted} item(s)`, "success");
+    for (const item of result.results.filter((r) => !r.accepted)) toast(`#${item.content_id}: ${item.reason}`, "warning");
+  } catch (err) { toast(`Bulk publish failed: ${err.message}`, "error"); }
+  state.selected.clear(); loadImages();
+  setTimeout(loadImages, 3000);
+}
+
+async function openQueue(contentId) {
+  const row = state.rows.find((r) => r.content_id === contentId);
+  const images = [row.featured_image, ...row.in_article_images].filter(Boolean);
+  const queue = images.filter((i) => i.status !== "queued" && i.status !== "generating");
+  const modal = $("#queue-modal");
+  $("#queue-meta").textContent = `${row.content_title} · ${state.settings?.provider ?? "?"} / ${state.settings?.model ?? "?"}`;
+  $("#queue-list").innerHTML = queue.map((i) => `<li data-image="${i.id}" class="${esc(i.status)}">
+      <span>${i.image_type === "featured" ? "Featured" : `In-article ${i.position}`}</span>
+      <div class="bar"><span style="width:${i.status === "generated" ? 100 : 0}%"></span></div>
+      <span class="label">${esc(i.status)}</span></li>`).join("") || "<li>Every image is already being generated.</li>";
+  $("#queue-start").disabled = queue.length === 0;
+  $("#queue-start").onclick = () => startGeneration(contentId, queue.map((i) => i.id));
+  modal.showModal();
+}
+
+function showItem(item) {
+  const li = document.querySelector(`#queue-list li[data-image="${item.image_id}"]`);
+  if (!li) return;
+  li.className = item.state;
+  li.querySelector(".bar > span").style.width = `${item.state === "generated" || item.state === "failed" ? 100 : item.percent}%`;
+  li.querySelector(".label").textContent = item.error ? `failed: ${item.error}` : (item.stage || item.state);
+}
+
+async function startGeneration(contentId, ids) {
+  $("#queue-start").disabled = true;
+  let task;
+  try {
+    task = await fetchAPI("/v1/writer/images/generate_images/", { method: "POST", body: { ids, content_id: contentId } });
+  } catch (err) { toast(`Could not start generation: ${err.message}`, "error"); $("#queue-start").disabled = false; return; }
+  const controller = new AbortController();
+  $("#queue-modal").addEventListener("close", () => controller.abort(), { once: true });
+  try {
+    for await (const { event, data } of sse(`/v1/tasks/${task.task_id}/events`, controller.signal)) {
+      if (event === "snapshot" || event === "task_done") data.items.forEach(showItem);
+      else showItem(data);
+      if (event === "task_done") {
+        toast(`Generated ${data.generated} image(s)${data.failed ? `, ${data.failed} failed` : ""}`, data.failed ? "warning" : "success");
+        break;
+      }
+    }
+  } catch (err) {
+    if (err.name !== "AbortError") { toast(`Live progress lost (${err.message}); polling`, "warning"); await pollTask(task.task_id); }
+  }
+  loadImages();
+}
+
+async function pollTask(taskId) {
+  for (let i = 0; i < 300; i += 1) {
+    const task = await fetchAPI(`/v1/tasks/${taskId}/`);
+    task.items.forEach(showItem);
+    if (task.state !== "running") return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+let statusContentId = null;
+function openStatus(contentId) {
+  statusContentId = contentId;
+  $("#status-record").textContent = state.rows.find((r) => r.content_id === contentId)?.content_title ?? "";
+  $("#status-modal").showModal();
+}
+
+async function updateStatus(status) {
+  try {
+    const result = await fetchAPI("/v1/writer/images/bulk_update/", { method: "POST", body: { content_id: statusContentId, status } });
+    toast(`Successfully updated ${result.updated_count} image(s) status to ${status}`, "success");
+    $("#status-modal").close(); loadImages();
+  } catch (err) { toast(`Failed to update status: ${err.message}`, "error"); }
+}
+
+// --- panels: AI function logs and settings ------------------------------------------------------
+
+async function loadLogs() {
+  const data = await fetchAPI("/v1/writer/images/ai_logs/?page_size=50");
+  $("#logs-rows").innerHTML = data.results.map((l) => `<tr>
+    <td>${esc(new Date(l.called_at).toLocaleString())}</td><td>${esc(l.provider)} / ${esc(l.model)}</td>
+    <td>${esc(l.prompt.slice(0, 80))}</td><td>${l.latency_ms} ms</td><td>$${Number(l.estimated_cost_usd).toFixed(3)}</td>
+    <td>${l.success ? badge("generated") : `<span class="badge failed">${esc(l.error || "failed")}</span>`}</td></tr>`).join("");
+}
+
+const MODELS = { local: ["local-v1"], openai: ["dall-e-3", "dall-e-2", "gpt-image-1"] };
+function fillModels(provider, selected) {
+  $("#settings-form").model.innerHTML = MODELS[provider].map((m) => `<option ${m === selected ? "selected" : ""}>${m}</option>`).join("");
+}
+
+async function loadSettings() {
+  state.settings = await fetchAPI("/v1/system/integrations/image_generation/");
+  const form = $("#settings-form");
+  for (const [k, v] of Object.entries(state.settings)) {
+    if (!form[k]) continue;
+    if (form[k].type === "checkbox") form[k].checked = v; else form[k].value = v;
+  }
+  fillModels(state.settings.provider, state.settings.model);
+}
+
+async function saveSettings(event) {
+  event.preventDefault();
+  const form = event.target;
+  const body = { provider: form.provider.value, model: form.model.value, image_type: form.image_type.value,
+    max_in_article_images: Number(form.max_in_article_images.value), image_format: form.image_format.value,
+    desktop_enabled: form.desktop_enabled.checked, mobile_enabled: form.mobile_enabled.checked };
+  try {
+    state.settings = await fetchAPI("/v1/system/integrations/image_generation/", { method: "PUT", body });
+    $("#settings-error").textContent = ""; toast("Settings saved", "success"); renderRows();
+  } catch (err) {
+    $("#settings-error").textContent = err.errors ? Object.entries(err.errors).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ") : err.message;
+  }
+}
+
+// --- sites and sectors (the seed's siteChanged / sectorChanged) ----------------------------------
+
+async function loadSites() {
+  const sites = await fetchAPI("/v1/sites/");
+  $("#site-select").innerHTML = `<option value="">All sites</option>` + sites.map((s) => `<option value="${s.id}">${esc(s.name)}</option>`).join("");
+  $("#site-select").value = sites.some((s) => String(s.id) === state.siteId) ? state.siteId : "";
+  state.siteId = $("#site-select").value;
+  await loadSectors();
+}
+
+async function loadSectors() {
+  const select = $("#sector-select");
+  if (!state.siteId) { select.innerHTML = `<option value="">All sectors</option>`; state.sectorId = ""; return; }
+  const sectors = await fetchAPI(`/v1/sites/${state.siteId}/sectors/`);
+  select.innerHTML = `<option value="">All sectors</option>` + sectors.map((s) => `<option value="${s.id}">${esc(s.name)}</option>`).join("");
+  select.value = sectors.some((s) => String(s.id) === state.sectorId) ? state.sectorId : "";
+  state.sectorId = select.value;
+}
+
+// --- wiring -------------------------------------------------------------------------------------
+
+function showLogin(message = "") {
+  $("#app").hidden = true; $("#login").hidden = false; $("#login-error").textContent = message;
+}
+
+async function showApp() {
+  $("#login").hidden = true; $("#app").hidden = false;
+  await Promise.all([loadSettings().catch(() => {}), loadSites().catch(() => {})]);
+  await loadImages();
+}
+
+function resetAndLoad() { state.page = 1; loadImages(); }
+
+function bind() {
+  $("#login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = event.target;
+    try {
+      setTokens(await fetchAPI("/v1/auth/login", { method: "POST", body: { email: form.email.value, password: form.password.value }, retry: false }));
+      await showApp();
+    } catch (err) { $("#login-error").textContent = err.message; }
+  });
+  $("#logout").addEventListener("click", async () => {
+    await fetchAPI("/v1/auth/logout", { method: "POST", body: { refresh_token: state.refresh } }).catch(() => {});
+    setTokens(null); showLogin();
+  });
+  let debounce;
+  $("#search").addEventListener("input", () => { clearTimeout(debounce); debounce = setTimeout(resetAndLoad, 500); });
+  for (const id of ["#filter-overall", "#filter-sync", "#filter-image-type", "#filter-image-status", "#ordering"]) {
+    $(id).addEventListener("change", resetAndLoad);
+  }
+  $("#site-select").addEventListener("change", async () => {
+    state.siteId = $("#site-select").value; localStorage.setItem("wi.site", state.siteId);
+    await loadSectors(); window.dispatchEvent(new Event("siteChanged"));
+  });
+  $("#sector-select").addEventListener("change", () => {
+    state.sectorId = $("#sector-select").value; localStorage.setItem("wi.sector", state.sectorId);
+    window.dispatchEvent(new Event("sectorChanged"));
+  });
+  window.addEventListener("siteChanged", resetAndLoad);
+  window.addEventListener("sectorChanged", resetAndLoad);
+  $("#prev").addEventListener("click", () => { state.page -= 1; loadImages(); });
+  $("#next").addEventListener("click", () => { state.page += 1; loadImages(); });
+  $("#select-all").addEventListener("change", (e) => {
+    for (const row of state.rows) e.target.checked ? state.selected.add(row.content_id) : state.selected.delete(row.content_id);
+    renderRows();
+  });
+  $("#rows").addEventListener("change", (e) => {
+    const id = Number(e.target.dataset.select);
+    if (!id) return;
+    e.target.checked ? state.selected.add(id) : state.selected.delete(id);
+    updateBulk();
+  });
+  $("#rows").addEventListener("click", (e) => {
+    const preview = e.target.dataset.preview;
+    if (preview) { $("#image-modal-img").src = preview; $("#image-modal").showModal(); return; }
+    const id = Number(e.target.dataset.id);
+    ({ publish: publishOne, generate: openQueue, status: openStatus })[e.target.dataset.action]?.(id);
+  });
+  $("#bulk-publish").addEventListener("click", publishBulk);
+  $("#queue-close").addEventListener("click", () => $("#queue-modal").close());
+  $("#status-cancel").addEventListener("click", () => $("#status-modal").close());
+  document.querySelectorAll("#status-modal [data-status]").forEach((b) => b.addEventListener("click", () => updateStatus(b.dataset.status)));
+  $("#image-close").addEventListener("click", () => $("#image-modal").close());
+  $("#toggle-logs").addEventListener("click", () => { const p = $("#logs-panel"); p.hidden = !p.hidden; if (!p.hidden) loadLogs(); });
+  $("#toggle-settings").addEventListener("click", () => { const p = $("#settings-panel"); p.hidden = !p.hidden; });
+  $("#settings-form").addEventListener("submit", saveSettings);
+  $("#settings-form").provider.addEventListener("change", (e) => fillModels(e.target.value, MODELS[e.target.value][0]));
+}
+
+bind();
+if (state.refresh) refreshTokens().then((ok) => (ok ? showApp() : showLogin())); else showLogin();
