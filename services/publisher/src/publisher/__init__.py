@@ -1,0 +1,1 @@
+"""Publisher: publishes content to WordPress without ever duplicating a post or a media item."""

@@ -1,0 +1,3 @@
+from publisher.entrypoints.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""Publisher settings (environment variables prefixed `WI_`)."""
+
+from __future__ import annotations
+
+from writer_images.retry import RetryPolicy
+from writer_images.settings import ServiceSettings
+
+SCHEMA = "publisher"
+
+
+class PublisherSettings(ServiceSettings):
+    service_name: str = "publisher"
+    http_port: int = 8002
+    # One group for every publisher instance (docs/architecture.md); tests give each publisher under test its own.
+    consumer_group: str = "publisher"
+    db_pool_max: int = 20
+    # WordPress hosts fall over under bulk publishing: at most this many publish jobs per site at once.
+    per_site_limit: int = 2
+    job_concurrency: int = 8
+    job_lease_s: float = 60.0
+    job_max_attempts: int = 5
+    job_backoff_base_s: float = 1.0
+    job_backoff_max_s: float = 60.0
+    # Idempotent WordPress requests (reads, updates of a known id) are retried in place this many times.
+    wp_request_attempts: int = 3
+    wp_request_backoff_base_s: float = 0.25
+    wp_connect_timeout_s: float = 5.0
+    wp_timeout_s: float = 30.0
+    # Large media get longer: upload time grows with the file and a slow host.
+    wp_media_timeout_s: float = 120.0
+
+    def job_retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.job_max_attempts, base_s=self.job_backoff_base_s, max_s=self.job_backoff_max_s
+        )
+
+    def request_retry(self) -> RetryPolicy:
+        return RetryPolicy(
+            max_attempts=self.wp_request_attempts, base_s=self.wp_request_backoff_base_s, max_s=5.0
+        )
