@@ -165,9 +165,11 @@ class RequestContextMiddleware:
         bind_context(request_id=request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
+        started_holder = {"started": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started_holder["started"] = True
                 status_holder["status"] = message["status"]
                 headers = list(message.get("headers") or [])
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
@@ -176,6 +178,13 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answer here, while the request id is still bound: Starlette's outermost error
+            # middleware would answer after this middleware reset it (500s without a request id).
+            if started_holder["started"]:
+                raise
+            log.exception("unhandled error", error=repr(exc))
+            await problem_response(500, "Server error occurred")(scope, receive, send_with_id)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

@@ -86,3 +86,11 @@ async def test_insane_request_ids_are_replaced() -> None:
             "/things", json={"name": "a", "count": 1}, headers={"X-Request-ID": "x" * 500}
         )
     assert len(response.headers["X-Request-ID"]) == 36
+
+
+async def test_unexpected_errors_carry_the_request_id_in_body_and_header() -> None:
+    async with await _client() as client:
+        response = await client.get("/boom", headers={"X-Request-ID": "req-500"})
+    assert response.status_code == 500
+    assert response.json()["request_id"] == "req-500"
+    assert response.headers["X-Request-ID"] == "req-500"

@@ -1,0 +1,3 @@
+from images_api.entrypoints.cli import main
+
+main()

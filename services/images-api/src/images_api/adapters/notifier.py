@@ -1,0 +1,106 @@
+"""Cross-process wake-ups through Postgres LISTEN/NOTIFY.
+
+Writers call `notify(conn, topic)` inside their transaction (delivered at commit). Each API process
+holds ONE listening connection and fans the notifications out to in-process waiters, so SSE streams
+and `?wait=true` requests wake on any instance without a connection each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+
+import asyncpg
+
+from writer_images.logging import get_logger
+
+log = get_logger(__name__)
+CHANNEL = "images_api_changes"
+
+
+async def notify(conn: asyncpg.Connection, topic: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, topic)
+
+
+def task_topic(task_id: object) -> str:
+    return f"task:{task_id}"
+
+
+def publication_topic(publication_id: int) -> str:
+    return f"publication:{publication_id}"
+
+
+class Notifier:
+    def __init__(self, dsn: str) -> None:
+        self._dsn = dsn
+        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._conn: asyncpg.Connection | None = None
+        self._stopping = asyncio.Event()
+        self._observers: list[Callable[[str], None]] = []
+        self.listening = False
+
+    def observe(self, callback: Callable[[str], None]) -> None:
+        """Called with every notification's topic, and with "*" when notifications may have been missed."""
+        self._observers.append(callback)
+
+    async def run(self) -> None:
+        """Keep one listening connection open; reconnect after a database outage."""
+        while not self._stopping.is_set():
+            try:
+                self._conn = await asyncpg.connect(self._dsn)
+                await self._conn.add_listener(CHANNEL, self._on_notify)
+                self.listening = True
+                self._wake_all()  # anything may have changed while we were not listening
+                while not self._stopping.is_set() and not self._conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), 1.0)
+            except Exception as exc:
+                log.warning("notification listener lost; reconnecting", error=repr(exc))
+                await asyncio.sleep(1.0)
+            finally:
+                self.listening = False
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self._conn.close()
+                    self._conn = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for observer in self._observers:
+            observer(payload)
+        for event in self._waiters.get(payload, ()):
+            event.set()
+
+    def _wake_all(self) -> None:
+        for observer in self._observers:
+            observer("*")
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    @contextlib.contextmanager
+    def subscribe(self, topic: str) -> Iterator[asyncio.Event]:
+        event = asyncio.Event()
+        self._waiters[topic].add(event)
+        try:
+            yield event
+        finally:
+            self._waiters[topic].discard(event)
+            if not self._waiters[topic]:
+                del self._waiters[topic]
+
+
+async def wait_for(event: asyncio.Event, timeout_s: float) -> bool:
+    try:
+        await asyncio.wait_for(event.wait(), timeout_s)
+    except TimeoutError:
+        return False
+    event.clear()
+    return True
+
+
+__all__ = ["CHANNEL", "Notifier", "notify", "publication_topic", "task_topic", "wait_for"]

@@ -1,0 +1,278 @@
+"""Image generation: request (task + items + events in one transaction), task state, and the sweeper."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from images_api.adapters.notifier import notify, task_topic
+from images_api.domain import rules
+from images_api.service import image_settings
+from images_api.service.contents import get_content_row
+from writer_images.events import ImageGenerationRequested, OutgoingEvent, make_event, new_event_id, utcnow
+from writer_images.http import AppError, invalid, not_found
+from writer_images.logging import get_logger
+from writer_images.outbox import Outbox
+
+log = get_logger(__name__)
+
+
+def _request_event(
+    image: asyncpg.Record,
+    task_id: uuid.UUID,
+    settings: image_settings.ImageGenerationSettings,
+    deadline_at: datetime,
+    account_id: int,
+    correlation_id: str,
+) -> OutgoingEvent:
+    width, height = settings.size()
+    payload = ImageGenerationRequested(
+        task_id=task_id,
+        image_id=image["id"],
+        content_id=image["content_id"],
+        revision=image["revision"],
+        prompt=image["prompt"],
+        image_type=image["image_type"],
+        position=image["position"],
+        provider=settings.provider,
+        model=settings.model,
+        width=width,
+        height=height,
+        image_format=settings.image_format,
+        renditions=settings.renditions(),
+        deadline_at=deadline_at,
+    )
+    return make_event(payload, account_id=account_id, correlation_id=correlation_id)
+
+
+async def request_generation(
+    conn: asyncpg.Connection,
+    outbox: Outbox,
+    account_id: int,
+    content_id: int,
+    image_ids: Sequence[int],
+    *,
+    timeout_s: int,
+    correlation_id: str,
+) -> dict[str, Any]:
+    """Queue the images of one content: 404 for ids that are not this content's, 409 if any is running."""
+    wanted = sorted(set(image_ids))
+    async with conn.transaction():
+        await get_content_row(conn, account_id, content_id, for_update=True)
+        images = await conn.fetch(
+            """
+            SELECT id, content_id, status, revision, requested_revision FROM images
+            WHERE id = ANY($1::bigint[]) AND content_id = $2 AND account_id = $3 ORDER BY id FOR UPDATE
+            """,
+            wanted,
+            content_id,
+            account_id,
+        )
+        found = {r["id"] for r in images}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise AppError(
+                404,
+                "Image not found",
+                errors={"ids": [f"no image {i} in content {content_id}" for i in missing]},
+            )
+        running = [r["id"] for r in images if not rules.can_request_generation(r["status"])]
+        if running:
+            raise AppError(
+                409,
+                "Some images are already queued or generating",
+                errors={"ids": [f"image {i} is already queued or generating" for i in running]},
+            )
+        settings = await image_settings.load(conn, account_id)
+        task_id = new_event_id()
+        deadline_at = utcnow() + timedelta(seconds=timeout_s)
+        # A revision already requested once is bumped: regenerating must produce a new image, and the
+        # generator treats (image_id, revision) as the idempotency key.
+        rows = await conn.fetch(
+            """
+            UPDATE images SET status = 'queued', error = NULL, updated_at = now(),
+                revision = CASE WHEN requested_revision >= revision THEN revision + 1 ELSE revision END,
+                requested_revision = CASE WHEN requested_revision >= revision THEN revision + 1 ELSE revision END
+            WHERE id = ANY($1::bigint[])
+            RETURNING id, content_id, revision, prompt, image_type, position
+            """,
+            wanted,
+        )
+        await conn.execute(
+            "INSERT INTO tasks (id, account_id, content_id, total) VALUES ($1, $2, $3, $4)",
+            task_id,
+            account_id,
+            content_id,
+            len(rows),
+        )
+        await conn.execute(
+            """
+            INSERT INTO task_items (task_id, image_id, revision, deadline_at)
+            SELECT $1, u.image_id, u.revision, $4 FROM unnest($2::bigint[], $3::int[]) AS u(image_id, revision)
+            """,
+            task_id,
+            [r["id"] for r in rows],
+            [r["revision"] for r in rows],
+            deadline_at,
+        )
+        events = [_request_event(r, task_id, settings, deadline_at, account_id, correlation_id) for r in rows]
+        await outbox.write(conn, events)
+        await notify(conn, task_topic(task_id))
+    return {
+        "task_id": str(task_id),
+        "images_created": len(rows),
+        "message": f"Image generation started for {len(rows)} image(s)",
+    }
+
+
+async def refresh_task(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
+    """A task is finished when none of its items is still queued or generating."""
+    await conn.execute(
+        """
+        UPDATE tasks t SET updated_at = now(),
+            state = CASE
+                WHEN s.open > 0 THEN 'running'
+                WHEN s.generated = 0 AND s.failed > 0 THEN 'failed'
+                ELSE 'completed' END,
+            finished_at = CASE WHEN s.open > 0 THEN NULL ELSE coalesce(t.finished_at, now()) END
+        FROM (
+            SELECT count(*) FILTER (WHERE state IN ('queued', 'generating')) AS open,
+                   count(*) FILTER (WHERE state = 'generated') AS generated,
+                   count(*) FILTER (WHERE state = 'failed') AS failed
+            FROM task_items WHERE task_id = $1
+        ) s
+        WHERE t.id = $1
+        """,
+        task_id,
+    )
+    await notify(conn, task_topic(task_id))
+
+
+async def task_view(conn: asyncpg.Connection, account_id: int, task_id: uuid.UUID) -> dict[str, Any]:
+    task = await conn.fetchrow(
+        "SELECT id, content_id, state, total, created_at, updated_at, finished_at FROM tasks "
+        "WHERE id = $1 AND account_id = $2",
+        task_id,
+        account_id,
+    )
+    if task is None:
+        raise not_found("Task")
+    items = await conn.fetch(
+        """
+        SELECT ti.image_id, i.image_type, i.position, ti.revision, ti.state, ti.stage, ti.percent, ti.error,
+               ti.attempts, ti.deadline_at, ti.updated_at
+        FROM task_items ti JOIN images i ON i.id = ti.image_id
+        WHERE ti.task_id = $1 ORDER BY i.position, ti.image_id
+        """,
+        task_id,
+    )
+    counts = {s: sum(1 for i in items if i["state"] == s) for s in ("generated", "failed", "superseded")}
+    return {
+        "task_id": str(task["id"]),
+        "content_id": task["content_id"],
+        "state": task["state"],
+        "total": task["total"],
+        "generated": counts["generated"],
+        "failed": counts["failed"],
+        "superseded": counts["superseded"],
+        "items": [dict(i) for i in items],
+        "created_at": task["created_at"],
+        "updated_at": task["updated_at"],
+        "finished_at": task["finished_at"],
+    }
+
+
+async def sweep_overdue_items(
+    conn: asyncpg.Connection, outbox: Outbox, max_rerequests: int, timeout_s: int
+) -> int:
+    """Items past their deadline: re-request (same revision, new event id) a bounded number of times,
+    then fail them with a reason. Safe anywhere: every consumer is idempotent."""
+    overdue = await conn.fetch(
+        """
+        SELECT ti.task_id, ti.image_id, ti.revision, ti.attempts, i.revision AS current_revision,
+               i.content_id, i.prompt, i.image_type, i.position, i.account_id, i.id
+        FROM task_items ti JOIN images i ON i.id = ti.image_id
+        WHERE ti.state IN ('queued', 'generating') AND ti.deadline_at < now()
+        ORDER BY ti.deadline_at LIMIT 200
+        FOR UPDATE OF ti SKIP LOCKED
+        """
+    )
+    touched: set[uuid.UUID] = set()
+    for item in overdue:
+        touched.add(item["task_id"])
+        if item["revision"] != item["current_revision"]:
+            await conn.execute(
+                "UPDATE task_items SET state = 'superseded', updated_at = now() WHERE task_id = $1 AND image_id = $2",
+                item["task_id"],
+                item["image_id"],
+            )
+            continue
+        if item["attempts"] <= max_rerequests:
+            deadline_at = utcnow() + timedelta(seconds=timeout_s)
+            settings = await image_settings.load(conn, item["account_id"])
+            event = _request_event(
+                item, item["task_id"], settings, deadline_at, item["account_id"], f"sweeper:{item['task_id']}"
+            )
+            await outbox.write(conn, [event])
+            await conn.execute(
+                """UPDATE task_items SET attempts = attempts + 1, deadline_at = $3, updated_at = now()
+                   WHERE task_id = $1 AND image_id = $2""",
+                item["task_id"],
+                item["image_id"],
+                deadline_at,
+            )
+            log.info("generation re-requested", image_id=item["image_id"], attempt=item["attempts"] + 1)
+            continue
+        reason = f"timed out after {item['attempts']} attempts"
+        await conn.execute(
+            """UPDATE task_items SET state = 'failed', error = $3, updated_at = now()
+               WHERE task_id = $1 AND image_id = $2""",
+            item["task_id"],
+            item["image_id"],
+            reason,
+        )
+        await conn.execute(
+            "UPDATE images SET status = 'failed', error = $3, updated_at = now() WHERE id = $1 AND revision = $2",
+            item["image_id"],
+            item["revision"],
+            reason,
+        )
+    for task_id in touched:
+        await refresh_task(conn, task_id)
+    return len(overdue)
+
+
+async def bulk_update_status(conn: asyncpg.Connection, account_id: int, content_id: int, status: str) -> int:
+    """The seed's status modal: every image of the content to pending, generated or failed by hand."""
+    if not rules.can_set_manually(status):
+        raise invalid("status", f"must be one of {list(rules.MANUAL_STATUSES)}")
+    async with conn.transaction():
+        await get_content_row(conn, account_id, content_id, for_update=True)
+        # Images still running get a new revision: their in-flight result must not overwrite the choice.
+        result: str = await conn.execute(
+            """
+            UPDATE images SET status = $2, updated_at = now(),
+                              revision = revision + CASE WHEN status IN ('queued', 'generating') THEN 1 ELSE 0 END,
+                              error = CASE WHEN $2 = 'failed' THEN coalesce(error, 'marked failed by hand') END
+            WHERE content_id = $1 AND account_id = $3
+            """,
+            content_id,
+            status,
+            account_id,
+        )
+        tasks = await conn.fetch(
+            """
+            UPDATE task_items SET state = 'superseded', updated_at = now()
+            WHERE state IN ('queued', 'generating')
+              AND image_id IN (SELECT id FROM images WHERE content_id = $1)
+            RETURNING task_id
+            """,
+            content_id,
+        )
+        for task_id in {t["task_id"] for t in tasks}:
+            await refresh_task(conn, task_id)
+        return int(result.split()[-1])

@@ -1,0 +1,48 @@
+"""images-api settings: the shared `WI_*` pattern plus what the front door needs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from writer_images.settings import ServiceSettings
+
+# The generator's providers and models (generator.adapters.providers.SUPPORTED_MODELS), copied on
+# purpose: services never import each other, and an unknown value must be refused at the API.
+SUPPORTED_MODELS: dict[str, tuple[str, ...]] = {
+    "local": ("local-v1",),
+    "openai": ("dall-e-3", "dall-e-2", "gpt-image-1"),
+}
+# Output size asked of each model: the widest size it supports (featured images are landscape).
+MODEL_SIZES: dict[str, tuple[int, int]] = {
+    "local-v1": (1024, 576),
+    "dall-e-3": (1792, 1024),
+    "dall-e-2": (1024, 1024),
+    "gpt-image-1": (1536, 1024),
+}
+RENDITION_WIDTHS = {"desktop": 1280, "mobile": 640}
+
+
+class ImagesApiSettings(ServiceSettings):
+    service_name: str = "images-api"
+    http_port: int = 8000
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base of absolute URLs handed to browsers (image_url)"
+    )
+    jwt_secret: str = Field(default="dev-only-jwt-secret-change-me-0123456789abcdef", min_length=32)
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    media_url_ttl_s: int = 15 * 60
+    login_window_s: int = 15 * 60
+    login_max_failures_per_email: int = 5
+    login_max_failures_per_ip: int = 30
+    generation_timeout_s: int = 300
+    publish_timeout_s: int = 600
+    sweeper_interval_s: float = 5.0
+    sweeper_max_rerequests: int = 2
+    publish_wait_s: float = 30.0
+    max_request_bytes: int = 2 * 1024 * 1024
+    default_page_size: int = 25
+    max_page_size: int = 100
+    page_cache_entries: int = Field(
+        default=2048, description="Grouped-view pages cached per process; 0 disables"
+    )

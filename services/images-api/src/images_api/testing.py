@@ -1,0 +1,96 @@
+"""Test helpers for images-api and cross-service tests: tenants with one client per role."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from images_api.service.auth import create_user
+
+PASSWORD = "correct horse battery staple"  # noqa: S105 - test fixture
+
+
+@dataclass
+class Tenant:
+    account: str
+    account_id: int
+    owner: httpx.AsyncClient
+    editor: httpx.AsyncClient
+    viewer: httpx.AsyncClient
+    owner_email: str
+    app: FastAPI
+
+    async def site(self, **overrides: Any) -> dict[str, Any]:
+        body = {
+            "name": "Blog",
+            "base_url": "https://blog.example.com",
+            "username": "editor",
+            "application_password": "abcd efgh ijkl mnop",
+            **overrides,
+        }
+        response = await self.owner.post("/v1/sites/", json=body)
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    async def sector(self, site_id: int, name: str = "Guides") -> dict[str, Any]:
+        response = await self.owner.post(f"/v1/sites/{site_id}/sectors/", json={"name": name})
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    async def content(self, **overrides: Any) -> dict[str, Any]:
+        body = {
+            "title": "A day in Lisbon",
+            "html": "<h2>Trams</h2><h2>Food</h2>",
+            "status": "published",
+            **overrides,
+        }
+        response = await self.editor.post("/v1/writer/contents/", json=body)
+        assert response.status_code == 201, response.text
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+
+async def login(app: FastAPI, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        response = await client.post("/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+async def make_tenant(app: FastAPI) -> AsyncIterator[Tenant]:
+    account = f"acct-{uuid.uuid4().hex[:8]}"
+    pool = app.state.resources.pool
+    clients = {}
+    async with pool.acquire() as conn:
+        for role in ("owner", "editor", "viewer"):
+            await create_user(conn, account, f"{role}@{account}.test", PASSWORD, role)
+        account_id = await conn.fetchval("SELECT id FROM accounts WHERE name = $1", account)
+    for role in ("owner", "editor", "viewer"):
+        tokens = await login(app, f"{role}@{account}.test")
+        clients[role] = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://testserver",
+            headers={"Authorization": f"Bearer {tokens['access_token']}"},
+        )
+    tenant = Tenant(
+        account,
+        account_id,
+        clients["owner"],
+        clients["editor"],
+        clients["viewer"],
+        f"owner@{account}.test",
+        app,
+    )
+    yield tenant
+    for client in clients.values():
+        await client.aclose()

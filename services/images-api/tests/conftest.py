@@ -1,0 +1,58 @@
+"""Fixtures: the real app in-process (ASGI lifespan) on real Postgres and the real broker, and tenants."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from images_api.bootstrap import create_app
+from images_api.settings import ImagesApiSettings
+from images_api.testing import Tenant, make_tenant
+
+
+@pytest.fixture(scope="session")
+def api_settings(database_url: str, kafka_bootstrap: str, blob_dir: Path) -> ImagesApiSettings:
+    return ImagesApiSettings(
+        database_url=database_url,
+        kafka_bootstrap=kafka_bootstrap,
+        blob_dir=blob_dir,
+        allow_private_urls=True,
+        kafka_session_timeout_ms=2000,
+        kafka_heartbeat_interval_ms=500,
+        public_base_url="http://testserver",
+        sweeper_interval_s=0.5,
+        consumer_backoff_base_s=0.01,
+        consumer_backoff_max_s=0.05,
+        log_json=False,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(api_settings: ImagesApiSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(api_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def anon(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def tenant(app: FastAPI) -> AsyncIterator[Tenant]:
+    async for t in make_tenant(app):
+        yield t
+
+
+@pytest.fixture
+async def other_tenant(app: FastAPI) -> AsyncIterator[Tenant]:
+    async for t in make_tenant(app):
+        yield t

@@ -1,0 +1,256 @@
+"""Generate flow through the real broker: requests emitted via the outbox, results projected back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from images_api.service.demo import render_demo_image
+from images_api.testing import Tenant
+from writer_images import events, topics
+from writer_images.events import make_event, utcnow
+from writer_images.testing.kafka_tools import collect
+
+
+async def _publish(bootstrap: str, outgoing: list[events.OutgoingEvent]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for e in outgoing:
+            await producer.send_and_wait(e.topic, value=e.value, key=e.key.encode())
+    finally:
+        await producer.stop()
+
+
+async def _wait_task(client: httpx.AsyncClient, task_id: str, state: str = "completed") -> dict[str, Any]:
+    for _ in range(200):
+        data: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}/")).json()["data"]
+        if data["state"] == state:
+            return data
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"task never reached {state}: {data}")
+
+
+async def test_generate_emits_requests_and_projects_results(
+    app: FastAPI, tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    content = await tenant.content()
+    ids = [i["id"] for i in content["images"][:2]]
+    response = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": ids, "content_id": content["id"]}
+    )
+    assert response.status_code == 202, response.text
+    started = response.json()["data"]
+    assert started["images_created"] == 2
+    task_id = started["task_id"]
+
+    records = await collect(
+        kafka_bootstrap,
+        [topics.IMAGE_GENERATION_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
+        until=lambda kept: len(kept) >= 2,
+    )
+    requests = [events.decode_envelope(r.value)[1] for r in records]
+    assert sorted(r.image_id for r in requests) == sorted(ids)  # type: ignore[attr-defined]
+    first = requests[0]
+    assert isinstance(first, events.ImageGenerationRequested)
+    assert first.provider == "local" and first.model == "local-v1"
+    assert {r.name for r in first.renditions} == {"desktop", "mobile"}
+    assert first.deadline_at > utcnow()
+
+    again = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": ids[:1], "content_id": content["id"]}
+    )
+    assert again.status_code == 409
+
+    blob = await app.state.resources.blobs.put(render_demo_image(1), extension="jpg")
+    rendition = events.Rendition(
+        name="original",
+        blob_key=blob.key,
+        width=640,
+        height=360,
+        format="jpg",
+        content_type="image/jpeg",
+        bytes=blob.size,
+        sha256=blob.sha256,
+    )
+    account = tenant.account_id
+    by_image = {r.image_id: r for r in requests}  # type: ignore[attr-defined]
+    ok_req, bad_req = by_image[ids[0]], by_image[ids[1]]
+    await _publish(
+        kafka_bootstrap,
+        [
+            make_event(
+                events.ImageGenerationProgress(
+                    task_id=uuid.UUID(task_id),
+                    image_id=ok_req.image_id,
+                    content_id=content["id"],
+                    revision=ok_req.revision,
+                    stage="generating",
+                    percent=40,
+                ),
+                account_id=account,
+                correlation_id="t",
+            ),
+            make_event(
+                events.ImageGenerated(
+                    task_id=uuid.UUID(task_id),
+                    image_id=ok_req.image_id,
+                    content_id=content["id"],
+                    revision=ok_req.revision,
+                    provider="local",
+                    model="local-v1",
+                    renditions=[rendition],
+                ),
+                account_id=account,
+                correlation_id="t",
+            ),
+            make_event(
+                events.ImageGenerationFailed(
+                    task_id=uuid.UUID(task_id),
+                    image_id=bad_req.image_id,
+                    content_id=content["id"],
+                    revision=bad_req.revision,
+                    reason="content policy",
+                    retryable=False,
+                    attempts=1,
+                ),
+                account_id=account,
+                correlation_id="t",
+            ),
+            make_event(
+                events.AiFunctionCalled(
+                    call_id=uuid.uuid4(),
+                    task_id=uuid.UUID(task_id),
+                    image_id=ok_req.image_id,
+                    content_id=content["id"],
+                    provider="local",
+                    model="local-v1",
+                    prompt="p",
+                    size="1024x576",
+                    latency_ms=12,
+                    images=1,
+                    estimated_cost_usd=0.0,
+                    success=True,
+                    called_at=utcnow(),
+                ),
+                account_id=account,
+                correlation_id="t",
+            ),
+        ],
+    )
+    task = await _wait_task(tenant.viewer, task_id, "completed")
+    states = {i["image_id"]: i["state"] for i in task["items"]}
+    assert states == {ok_req.image_id: "generated", bad_req.image_id: "failed"}
+
+    page = (await tenant.viewer.get("/v1/writer/images/content_images/")).json()["data"]
+    group = page["results"][0]
+    assert group["overall_status"] == "failed"
+    featured = group["featured_image"]
+    assert featured["status"] == "generated" and featured["image_path"] == blob.key
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as anon:
+        picture = await anon.get(featured["image_url"])
+        assert picture.status_code == 200
+        assert picture.headers["content-type"] == "image/jpeg"
+        assert "max-age" in picture.headers["cache-control"]
+        tampered = await anon.get(featured["image_url"].replace(f"acc={account}", f"acc={account + 1}"))
+        assert tampered.status_code == 403
+
+    for _ in range(100):
+        logs = (await tenant.viewer.get("/v1/writer/images/ai_logs/", params={"task_id": task_id})).json()[
+            "data"
+        ]
+        if logs["count"]:
+            break
+        await asyncio.sleep(0.05)
+    assert logs["count"] == 1 and logs["results"][0]["success"] is True
+
+    # a result for an older revision is ignored: editing the prompt bumps the revision
+    await tenant.editor.patch(f"/v1/writer/images/{bad_req.image_id}/", json={"prompt": "A brand new prompt"})
+    await _publish(
+        kafka_bootstrap,
+        [
+            make_event(
+                events.ImageGenerated(
+                    task_id=uuid.UUID(task_id),
+                    image_id=bad_req.image_id,
+                    content_id=content["id"],
+                    revision=bad_req.revision,
+                    provider="local",
+                    model="local-v1",
+                    renditions=[rendition],
+                ),
+                account_id=account,
+                correlation_id="t",
+            )
+        ],
+    )
+    await asyncio.sleep(0.5)
+    image = (await tenant.viewer.get(f"/v1/writer/images/{bad_req.image_id}/")).json()["data"]
+    assert image["status"] == "pending" and image["revision"] == bad_req.revision + 1
+    assert image["alt_text"] == "A brand new prompt"
+
+
+async def test_generate_refuses_foreign_ids_with_404(tenant: Tenant, other_tenant: Tenant) -> None:
+    mine, theirs = await tenant.content(), await other_tenant.content()
+    response = await tenant.editor.post(
+        "/v1/writer/images/generate_images/",
+        json={"ids": [theirs["images"][0]["id"]], "content_id": mine["id"]},
+    )
+    assert response.status_code == 404
+    response = await tenant.editor.post(
+        "/v1/writer/images/generate_images/",
+        json={"ids": [theirs["images"][0]["id"]], "content_id": theirs["id"]},
+    )
+    assert response.status_code == 404
+
+
+async def test_task_events_stream_replays_the_state_on_connect(tenant: Tenant) -> None:
+    content = await tenant.content()
+    started = await tenant.editor.post(
+        "/v1/writer/images/generate_images/",
+        json={"ids": [content["images"][0]["id"]], "content_id": content["id"]},
+    )
+    task_id = started.json()["data"]["task_id"]
+    await tenant.editor.post(
+        "/v1/writer/images/bulk_update/", json={"content_id": content["id"], "status": "failed"}
+    )
+    async with tenant.viewer.stream("GET", f"/v1/tasks/{task_id}/events") as response:
+        assert response.status_code == 200
+        text = ""
+        async for chunk in response.aiter_text():
+            text += chunk
+            if "event: task_done" in text:
+                break
+    assert "event: snapshot" in text and "event: image_done" in text
+
+
+async def test_sweeper_rerequests_then_fails_overdue_items(app: FastAPI, tenant: Tenant) -> None:
+    content = await tenant.content()
+    image_id = content["images"][0]["id"]
+    started = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content["id"]}
+    )
+    task_id = started.json()["data"]["task_id"]
+    sweeper = app.state.resources.extras["sweeper"]
+    pool = app.state.resources.pool
+    for _ in range(4):
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE task_items SET deadline_at = now() - interval '1 second' WHERE task_id = $1",
+                uuid.UUID(task_id),
+            )
+        await sweeper.sweep_once()
+    task = await _wait_task(tenant.viewer, task_id, "failed")
+    assert task["items"][0]["attempts"] == 3
+    assert "timed out" in task["items"][0]["error"]
+    image = (await tenant.viewer.get(f"/v1/writer/images/{image_id}/")).json()["data"]
+    assert image["status"] == "failed"

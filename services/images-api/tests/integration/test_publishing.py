@@ -1,0 +1,232 @@
+"""Publishing: the seed's rule server-side, single/batch with partial failure, results projected back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from images_api.testing import Tenant
+from writer_images import events, topics
+from writer_images.events import make_event, utcnow
+from writer_images.testing.kafka_tools import collect
+
+
+async def _ready_content(tenant: Tenant, site_id: int, **overrides: Any) -> dict[str, Any]:
+    """A content whose images are all generated (with blobs, as the generator leaves them)."""
+    content = await tenant.content(site_id=site_id, **overrides)
+    async with tenant.app.state.resources.pool.acquire() as conn:
+        await conn.execute(
+            """UPDATE images SET status = 'generated', blob_key = 'ab/cd/' || repeat('a', 60) || id || '.jpg',
+                   sha256 = repeat('a', 64), content_type = 'image/jpeg' WHERE content_id = $1""",
+            content["id"],
+        )
+    return content
+
+
+async def _send(bootstrap: str, outgoing: events.OutgoingEvent) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(outgoing.topic, value=outgoing.value, key=outgoing.key.encode())
+    finally:
+        await producer.stop()
+
+
+async def _group(tenant: Tenant, content_id: int) -> dict[str, Any]:
+    page = (await tenant.viewer.get("/v1/writer/images/content_images/", params={"page_size": 100})).json()[
+        "data"
+    ]
+    return next(g for g in page["results"] if g["content_id"] == content_id)
+
+
+async def test_publish_requests_the_publisher_and_projects_the_result(
+    app: FastAPI, tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content = await _ready_content(tenant, site["id"])
+    response = await tenant.editor.post(
+        "/v1/publisher/publish/", json={"content_id": content["id"], "destinations": ["wordpress"]}
+    )
+    assert response.status_code == 202, response.text
+    publication_id = response.json()["data"]["publication_id"]
+    again = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert again.status_code == 409  # one publication in flight at a time
+
+    records = await collect(
+        kafka_bootstrap,
+        [topics.CONTENT_PUBLISH_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["publication_id"] == publication_id,
+        until=lambda kept: len(kept) >= 1,
+    )
+    request = events.decode_envelope(records[0].value)[1]
+    assert isinstance(request, events.ContentPublishRequested)
+    assert request.publication_key == f"wi-{tenant.account_id}-{content['id']}-{site['id']}"
+    assert len(request.images) == 4 and request.known_external_id is None
+    assert request.wp_status == "publish"
+
+    published = events.ContentPublished(
+        publication_id=publication_id,
+        attempt_id=request.attempt_id,
+        content_id=content["id"],
+        site_id=site["id"],
+        external_id="5678",
+        external_url="https://blog.example.com/a-day/",
+        wp_status="publish",
+        sync_status="published",
+        featured_media_id=9,
+        media_ids={},
+    )
+    await _send(kafka_bootstrap, make_event(published, account_id=tenant.account_id, correlation_id="t"))
+    for _ in range(100):
+        group = await _group(tenant, content["id"])
+        if group["external_id"]:
+            break
+        await asyncio.sleep(0.05)
+    assert (group["external_id"], group["external_url"], group["sync_status"]) == (
+        "5678",
+        "https://blog.example.com/a-day/",
+        "published",
+    )
+    refused = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert refused.status_code == 409 and "already" in refused.json()["error"]
+    republish = await tenant.editor.post("/v1/publisher/republish/", json={"content_id": content["id"]})
+    assert republish.status_code == 202
+
+    # WordPress side: trashed → removed, external_url cleared, publishable again by the seed's rule
+    trashed = events.WordPressPostChanged(
+        site_id=site["id"],
+        post_id="5678",
+        wp_status="trash",
+        modified_gmt=utcnow(),
+        link=None,
+        publication_key=request.publication_key,
+        source="webhook",
+        observed_at=utcnow(),
+    )
+    await _send(kafka_bootstrap, make_event(trashed, account_id=tenant.account_id, correlation_id="t"))
+    for _ in range(100):
+        group = await _group(tenant, content["id"])
+        if group["sync_status"] == "removed":
+            break
+        await asyncio.sleep(0.05)
+    assert group["sync_status"] == "removed" and group["external_url"] is None
+    again = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert again.status_code == 409 and "in progress" in again.json()["error"]  # the republish is in flight
+
+
+async def test_publish_refuses_by_the_seed_rule_and_missing_images(tenant: Tenant) -> None:
+    site = await tenant.site()
+    draft = await _ready_content(tenant, site["id"], status="draft")
+    response = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": draft["id"]})
+    assert response.status_code == 409 and "draft" in response.json()["error"]
+    not_ready = await tenant.content(site_id=site["id"])
+    response = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": not_ready["id"]})
+    assert response.status_code == 409 and "not generated" in response.json()["error"]
+    allowed = await tenant.editor.post(
+        "/v1/publisher/publish/", json={"content_id": not_ready["id"], "allow_missing_images": True}
+    )
+    assert allowed.status_code == 202
+    bad_destination = await tenant.editor.post(
+        "/v1/publisher/publish/", json={"content_id": not_ready["id"], "destinations": ["medium"]}
+    )
+    assert bad_destination.status_code == 422
+
+
+async def test_batch_publish_reports_each_item_and_accepts_the_ready_ones(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    site = await tenant.site()
+    ready_1 = await _ready_content(tenant, site["id"])
+    ready_2 = await _ready_content(tenant, site["id"])
+    draft = await _ready_content(tenant, site["id"], status="draft")
+    foreign = await other_tenant.content()
+    response = await tenant.editor.post(
+        "/v1/publisher/publish/batch/",
+        json={
+            "content_ids": [ready_1["id"], draft["id"], ready_2["id"], foreign["id"]],
+            "destinations": ["wordpress"],
+        },
+    )
+    assert response.status_code == 202, response.text
+    data = response.json()["data"]
+    assert (data["accepted"], data["refused"]) == (2, 2)
+    by_id = {r["content_id"]: r for r in data["results"]}
+    assert by_id[ready_1["id"]]["accepted"] and by_id[ready_2["id"]]["accepted"]
+    assert "draft" in by_id[draft["id"]]["reason"]
+    assert by_id[foreign["id"]]["reason"] == "Content not found"
+
+
+async def test_failed_publication_is_visible_and_publishable_again(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content = await _ready_content(tenant, site["id"])
+    requested = (
+        await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    ).json()["data"]
+    history = (await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")).json()["data"]
+    failed = events.ContentPublishFailed(
+        publication_id=requested["publication_id"],
+        attempt_id=history[0]["attempt_id"],
+        content_id=content["id"],
+        site_id=site["id"],
+        reason="401 from WordPress: bad application password",
+        code="auth",
+        retryable=False,
+        attempts=1,
+    )
+    await _send(kafka_bootstrap, make_event(failed, account_id=tenant.account_id, correlation_id="t"))
+    for _ in range(100):
+        publication = (
+            await tenant.viewer.get(f"/v1/publisher/publications/{requested['publication_id']}/")
+        ).json()["data"]
+        if publication["status"] != "requested":
+            break
+        await asyncio.sleep(0.05)
+    assert publication["status"] == "failed" and "application password" in publication["reason"]
+    assert (await _group(tenant, content["id"]))["sync_status"] == "failed"
+    retry = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert retry.status_code == 202
+
+
+async def test_publish_with_wait_returns_the_seed_shape_once_wordpress_answered(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content = await _ready_content(tenant, site["id"])
+    waiting = asyncio.create_task(
+        tenant.editor.post("/v1/publisher/publish/?wait=true", json={"content_id": content["id"]}, timeout=40)
+    )
+    records = await collect(
+        kafka_bootstrap,
+        [topics.CONTENT_PUBLISH_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["content_id"] == content["id"],
+        until=lambda kept: len(kept) >= 1,
+    )
+    request = events.decode_envelope(records[0].value)[1]
+    assert isinstance(request, events.ContentPublishRequested)
+    published = events.ContentPublished(
+        publication_id=request.publication_id,
+        attempt_id=request.attempt_id,
+        content_id=content["id"],
+        site_id=site["id"],
+        external_id="77",
+        external_url="https://blog.example.com/p77/",
+        wp_status="publish",
+        sync_status="published",
+        featured_media_id=None,
+        media_ids={},
+    )
+    await _send(kafka_bootstrap, make_event(published, account_id=tenant.account_id, correlation_id="t"))
+    response = await waiting
+    assert response.status_code == 200, response.text
+    assert response.json()["data"] == {
+        "content_id": content["id"],
+        "external_id": "77",
+        "external_url": "https://blog.example.com/p77/",
+        "sync_status": "published",
+    }
