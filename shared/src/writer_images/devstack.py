@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if "images-api" in healthy:
             print("  web page         http://127.0.0.1:8000/")
             print("  API docs         http://127.0.0.1:8000/docs")
-            print("  demo login       demo@writer-images.local / demo-password")
+            print(f"  demo             {demo or 'not seeded (--no-demo)'}")
         print(f"  logs             {var / 'log'}\nCtrl-C stops everything.", flush=True)
         supervisor.watch(specs)
     except KeyboardInterrupt:

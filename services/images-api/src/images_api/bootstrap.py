@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from images_api.adapters.media import MediaSigner
 from images_api.adapters.notifier import Notifier
@@ -97,4 +99,17 @@ def create_app(settings: ImagesApiSettings | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(media_router)
     app.include_router(runtime.ops_router(lambda: app.state.resources))
+    _serve_page(app)
     return app
+
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _serve_page(app: FastAPI) -> None:
+    """The Writer Images page: static files, no build step; it talks to this API like any client."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
