@@ -146,10 +146,16 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             supervisor.start(spec)
         healthy = {s.name: _wait_healthy(s.port) for s in specs}
-        if "images-api" in healthy and healthy["images-api"] and not args.no_demo:
-            subprocess.run(
-                [sys.executable, "-m", "images_api", "seed-demo"], env={**os.environ, **env}, check=False
+        demo = ""
+        if healthy.get("images-api") and not args.no_demo:
+            seeded = subprocess.run(
+                [sys.executable, "-m", "images_api", "seed-demo"],
+                env={**os.environ, **env},
+                check=False,
+                capture_output=True,
+                text=True,
             )
+            demo = seeded.stdout.strip() or seeded.stderr.strip()[-500:]
         print("\nWriter Images is running:")
         print(f"  broker (tansu)   {broker.bootstrap}")
         print(f"  postgres         {database_url}")

@@ -46,6 +46,17 @@ def notify_channel(schema: str) -> str:
     return f"outbox_{schema}"
 
 
+# The outbox row's columns, in the order `outbox_values` gives them.
+OUTBOX_COLUMNS = "event_id, event_type, topic, key, value, correlation_id"
+
+
+def outbox_values(event: OutgoingEvent) -> tuple[Any, ...]:
+    """One event as the outbox's column values, for a hot path that writes its outbox row inside a larger
+    single statement (a CTE) instead of calling `Outbox.write` in a transaction; that statement must also
+    call `pg_notify(Outbox.channel, '')` so the relay wakes at commit."""
+    return (event.event_id, event.type, event.topic, event.key, event.value, event.correlation_id)
+
+
 class Outbox:
     """Writes events in the caller's transaction and wakes the relay when that transaction commits."""
 
@@ -98,13 +109,17 @@ class OutboxRelay:
         batch_size: int = 1000,
         poll_interval_s: float = 1.0,
         retry: RetryPolicy | None = None,
+        linger_s: float = 0.0,
     ) -> None:
+        """`linger_s`: after a wake-up, wait this long before claiming, so that a hot path committing one
+        event per transaction is relayed in batches (like Kafka's linger.ms); 0 relays at once."""
         self._pool = pool
         self._schema = schema
         self._producer = producer
         self._batch_size = batch_size
         self._poll_interval_s = poll_interval_s
         self._retry = retry or RetryPolicy(max_attempts=1_000_000, base_s=0.2, max_s=5.0)
+        self._linger_s = linger_s
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
 
@@ -125,6 +140,8 @@ class OutboxRelay:
                     continue
                 if sent < self._batch_size:
                     await self._wait_for_work()
+                    if self._linger_s > 0:
+                        await self._sleep(self._linger_s)
         finally:
             if listener is not None:
                 with contextlib.suppress(Exception):

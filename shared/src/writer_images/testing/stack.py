@@ -120,8 +120,8 @@ def configure_bridge(wp_config: Path, *, webhook_url: str, secret: str, site_key
         ("WRITER_IMAGES_SITE_KEY", site_key),
     ):
         literal = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        text, count = re.subn(
-            rf"define\('{name}', .*?\);", lambda _, n=name, v=literal: f"define('{n}', {v});", text
-        )
+        replacement = f"define('{name}', {literal});"
+        # A function, not a template: backslashes in the secret must stay as they are.
+        text, count = re.subn(rf"define\('{name}', .*?\);", lambda _: replacement, text)  # noqa: B023
         assert count == 1, f"{name} not found in {wp_config}"
     wp_config.write_text(text)
