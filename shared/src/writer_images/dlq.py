@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
 import typer
@@ -109,12 +109,12 @@ def dlq_cli(
 ) -> typer.Typer:
     """`dlq list` and `dlq replay` for the topics a service consumes."""
     app = typer.Typer(help="Dead letters of this service's topics: list them, replay them.")
-    default_topic = topics[0]
+    # Plain defaults, not Annotated: annotations are strings here and cannot see this closure.
+    topic_option = typer.Option(topics[0], help=f"One of: {', '.join(topics)}")
+    offsets_option = typer.Option(None, help="Only these offsets (repeatable)")
 
     @app.command("list")
-    def list_letters(
-        topic: Annotated[str, typer.Option(help=f"One of: {', '.join(topics)}")] = default_topic,
-    ) -> None:
+    def list_letters(topic: str = topic_option) -> None:
         """Show each dead letter: offset, attempts, reason, event type and id."""
         letters = asyncio.run(read_dead_letters(settings_factory().kafka_bootstrap, topic))
         for letter in letters:
@@ -124,10 +124,7 @@ def dlq_cli(
         typer.echo(f"{len(letters)} dead letter(s) in {dlq_topic(topic)}")
 
     @app.command("replay")
-    def replay(
-        topic: Annotated[str, typer.Option(help=f"One of: {', '.join(topics)}")] = default_topic,
-        offset: Annotated[list[int] | None, typer.Option(help="Only these offsets (repeatable)")] = None,
-    ) -> None:
+    def replay(topic: str = topic_option, offset: list[int] | None = offsets_option) -> None:
         """Publish the dead letters' events again (new event ids) to their topic."""
         settings = settings_factory()
         letters = asyncio.run(read_dead_letters(settings.kafka_bootstrap, topic))

@@ -8,13 +8,17 @@ from typing import Annotated
 import typer
 
 from images_api.bootstrap import SCHEMA, VERSIONS_DIR, create_app
+from images_api.service.projections import HANDLERS
 from images_api.settings import ImagesApiSettings
 from writer_images import db, runtime
 from writer_images.blobstore import FilesystemBlobStore
+from writer_images.dlq import dlq_cli
+from writer_images.events import contract_for
 from writer_images.outbox import Outbox
 from writer_images.secrets import SecretBox
 
 app = typer.Typer(help="images-api: the Writer Images HTTP API", no_args_is_help=False)
+app.add_typer(dlq_cli(ImagesApiSettings, [contract_for(t, 1).topic for t in HANDLERS]), name="dlq")
 
 
 @app.callback(invoke_without_command=True)

@@ -11,11 +11,13 @@ from publisher.adapters import repository as repo
 from publisher.adapters.wordpress import CredentialCheck, SiteConnection, WordPressClients, WordPressError
 from publisher.bootstrap import client_config, create_app
 from publisher.settings import SCHEMA, PublisherSettings
-from writer_images import db
+from writer_images import db, topics
+from writer_images.dlq import dlq_cli
 from writer_images.runtime import serve as serve_app
 from writer_images.secrets import SecretBox
 
 app = typer.Typer(help="Writer Images publisher: publishes content to WordPress.", no_args_is_help=False)
+app.add_typer(dlq_cli(PublisherSettings, [topics.CONTENT_PUBLISH_REQUESTED, topics.SITE_CHANGED]), name="dlq")
 
 
 @app.callback(invoke_without_command=True)
