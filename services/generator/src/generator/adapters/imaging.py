@@ -60,11 +60,19 @@ def render_renditions(
     image_format: ImageFormat,
     renditions: Sequence[RenditionSpec] = DEFAULT_RENDITIONS,
 ) -> list[Rendition]:
-    """One encoded image per rendition, each scaled from the original (decoded once) for the best quality."""
+    """One encoded image per rendition, each scaled from the original (decoded once) for the best quality.
+
+    Renditions that come out at the same width (a small original is never upscaled) share one encoding.
+    """
     original = decode(data)
-    return [
-        Rendition(spec.name, _encode(_scaled(original, spec.max_width), image_format)) for spec in renditions
-    ]
+    encoded_by_width: dict[int, EncodedImage] = {}
+    result = []
+    for spec in renditions:
+        width = original.width if spec.max_width is None else min(spec.max_width, original.width)
+        if width not in encoded_by_width:
+            encoded_by_width[width] = _encode(_scaled(original, spec.max_width), image_format)
+        result.append(Rendition(spec.name, encoded_by_width[width]))
+    return result
 
 
 def decode(data: bytes) -> Image.Image:

@@ -11,9 +11,11 @@ import io
 import multiprocessing
 import os
 import textwrap
+from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -25,6 +27,8 @@ from generator.adapters.providers.base import (
     ProviderUnavailableError,
     ProviderUsage,
 )
+
+T = TypeVar("T")
 
 LOCAL_MODEL = "local-v1"
 MAX_SIDE_PX = 4096  # a 4096² RGB canvas is 48 MB; anything larger is a configuration mistake
@@ -119,6 +123,12 @@ def _font(size_px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size_px)
 
 
+def _render_then(
+    prompt: str, width: int, height: int, finish: Callable[..., T], finish_args: tuple[Any, ...]
+) -> T:
+    return finish(render_prompt_png(prompt, width, height), *finish_args)
+
+
 class LocalProvider:
     """Renders in the given process pool; the pool's creator starts and shuts it down."""
 
@@ -134,6 +144,28 @@ class LocalProvider:
         data = await self._render(spec, timeout_s)
         usage = ProviderUsage(images=1, input_tokens=None, output_tokens=None, estimated_cost_usd=0.0)
         return GeneratedImage(data=data, revised_prompt=None, usage=usage)
+
+    async def generate_and_finish(
+        self, spec: ImageSpec, finish: Callable[..., T], *finish_args: Any, timeout_s: float
+    ) -> T:
+        """Render, then hand the bytes to `finish(data, *finish_args)` in the same worker.
+
+        One trip to the pool instead of two (render, then convert): the PNG never crosses a process
+        boundary. `finish` must be a module-level function, as everything the pool runs.
+        """
+        if spec.model != LOCAL_MODEL:
+            raise ProviderConfigError(f"local provider has no model {spec.model!r} (only {LOCAL_MODEL!r})")
+        _check_size(spec.width, spec.height)
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await loop.run_in_executor(
+                    self._pool, _render_then, spec.prompt, spec.width, spec.height, finish, finish_args
+                )
+        except TimeoutError as error:
+            raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
+        except BrokenProcessPool as error:
+            raise ProviderUnavailableError(f"render pool is broken: {error}") from error
 
     async def aclose(self) -> None:
         """Nothing to release: the pool belongs to whoever created it."""

@@ -1,0 +1,612 @@
+"""Image generation throughput: the generator pipeline against named baselines, same machine, same run.
+
+Local provider, N images of 512×512 (default 1,000), each rendered, converted to JPEG with the original,
+desktop and mobile renditions, stored in a filesystem blob store:
+  - ours: `image.generation.requested` events into the real broker → the generator process (consumer, job
+    runner, render pool of `--workers` processes, Postgres, outbox relay) → `image.generated` events out;
+  - (a) the same render + renditions called directly in a loop in this process, on one core;
+  - (b) the seed's peer: a Celery + Redis worker pool with as many processes as the generator's render pool,
+    one task per image doing the same render + renditions, storing the files and marking a row generated.
+Then the fake OpenAI server at 2 s per call: 64 images at provider concurrency 8 against the theoretical
+minimum (64 × 2 s / 8) and against the same generator at concurrency 1 (the seed's one-at-a-time flow;
+`--sequential-images` of them are run and scaled to 64, since all 64 take more than two minutes).
+
+The pipeline is driven through a `PipelineDriver` (submit images, wait until each is generated). The
+events driver here feeds the generator directly; a driver that posts `generate_images` to images-api and
+polls its read model can be added beside it to measure "API request → read model shows generated".
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import asyncpg
+import redis
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from bench.common import ratio_line, summary_ms, write_result
+from generator.adapters.imaging import RenditionSpec, render_renditions
+from generator.adapters.providers.local import render_prompt_png
+from writer_images.events import Envelope, ImageGenerationRequested, RenditionRequest, make_event, utcnow
+from writer_images.infra.broker import TansuBroker
+from writer_images.infra.ports import free_port
+from writer_images.infra.postgres import (
+    DEFAULT_SERVER,
+    EmbeddedPostgres,
+    create_database,
+    drop_database,
+    server_reachable,
+)
+from writer_images.kafka import ensure_topics
+from writer_images.outbox import kafka_producer
+from writer_images.testing.fake_openai import FakeOpenAI, ok
+from writer_images.testing.processes import ServiceProcess
+from writer_images.topics import IMAGE_GENERATED
+
+SIZE = 512
+PARTITIONS = 3
+PLAN = [RenditionSpec("original", None), RenditionSpec("desktop", 1280), RenditionSpec("mobile", 640)]
+REPO = Path(__file__).resolve().parent.parent
+CELERY_REDIS_DB = 15
+ACCOUNT_ID = 1
+
+
+def prompt_of(image_id: int) -> str:
+    return f"image {image_id}: a lighthouse on a cliff at dusk, watercolour, article illustration"
+
+
+@dataclass(frozen=True)
+class BenchImage:
+    image_id: int
+    content_id: int
+    provider: str = "local"
+    model: str = "local-v1"
+
+
+def images(first_id: int, count: int, provider: str = "local", model: str = "local-v1") -> list[BenchImage]:
+    # Four images per content, as an article with a featured and three in-article images.
+    return [BenchImage(first_id + i, 10_000 + (first_id + i) // 4, provider, model) for i in range(count)]
+
+
+# --- (a) the direct loop ------------------------------------------------------------------------------
+
+
+def direct_loop(count: int) -> float:
+    """Seconds to render + convert `count` images one after another in this process (one core)."""
+    started = time.perf_counter()
+    for image in images(0, count):
+        render_renditions(render_prompt_png(prompt_of(image.image_id), SIZE, SIZE), "jpg", PLAN)
+    return time.perf_counter() - started
+
+
+# --- CPU accounting -----------------------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = _proc_stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Every process of a session: a service started with `start_new_session` and all it forked."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and int(fields[3]) == session_id:
+                pids.append(int(entry.name))
+    return pids
+
+
+async def backend_pids(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named groups of processes between `start()` and `stop()` (robust to a busy
+    machine, unlike wall time). A process that appears in between counts from its birth."""
+
+    dsn: str
+    session_id: int
+    extra: dict[str, list[int]]
+    _before: dict[int, float] = field(default_factory=dict)
+
+    async def groups(self) -> dict[str, list[int]]:
+        service = session_pids(self.session_id)
+        return {
+            "service main process": [self.session_id],
+            "service workers": [p for p in service if p != self.session_id],
+            "postgres backends": await backend_pids(self.dsn),
+            **self.extra,
+        }
+
+    async def start(self) -> None:
+        self._before = {pid: cpu_seconds(pid) for pids in (await self.groups()).values() for pid in pids}
+
+    async def stop(self, per: int) -> dict[str, float]:
+        """Core-milliseconds per unit (image) by group, and their total."""
+        used = {
+            name: sum(max(0.0, cpu_seconds(pid) - self._before.get(pid, 0.0)) for pid in pids) * 1000 / per
+            for name, pids in (await self.groups()).items()
+        }
+        used["total"] = sum(used.values())
+        return {name: round(ms, 2) for name, ms in used.items()}
+
+
+# --- infrastructure -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres_server(workdir: Path) -> Iterator[str]:
+    if asyncio.run(server_reachable(DEFAULT_SERVER)):
+        yield DEFAULT_SERVER
+        return
+    embedded = EmbeddedPostgres(workdir / "pgdata")
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+@contextlib.asynccontextmanager
+async def database(server: str) -> AsyncIterator[str]:
+    name = f"wi_bench_{uuid.uuid4().hex[:10]}"
+    dsn = await create_database(server, name)
+    try:
+        yield dsn
+    finally:
+        await drop_database(server, name)
+
+
+@contextlib.asynccontextmanager
+async def broker(workdir: Path) -> AsyncIterator[TansuBroker]:
+    """A broker per phase: the generator's group reads from `earliest`, so phases must not share topics."""
+    with TansuBroker(log_path=workdir / "tansu.log") as tansu:
+        await ensure_topics(tansu.bootstrap, PARTITIONS)
+        yield tansu
+
+
+def stop_all(processes: list[ServiceProcess]) -> None:
+    for process in processes:
+        process.stop()
+
+
+# --- the pipeline driver ------------------------------------------------------------------------------
+
+
+class PipelineDriver(Protocol):
+    async def submit(self, batch: list[BenchImage]) -> None: ...
+
+    async def wait_generated(self, batch: list[BenchImage], timeout_s: float) -> dict[int, float]:
+        """perf_counter time at which each image was seen generated."""
+        ...
+
+
+@dataclass
+class EventsDriver:
+    """Feeds `image.generation.requested` into the broker as images-api would; watches `image.generated`."""
+
+    bootstrap: str
+    submitted_at: dict[int, float] = field(default_factory=dict)
+    _consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        # Assigned partitions, positioned at the end: no group join to wait for, only new results seen.
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=10
+        )
+        await self._consumer.start()
+        partitions = [TopicPartition(IMAGE_GENERATED, p) for p in range(PARTITIONS)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:
+            await self._consumer.position(tp)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def submit(self, batch: list[BenchImage]) -> None:
+        producer = kafka_producer(self.bootstrap, client_id="bench")
+        await producer.start()
+        try:
+            task_id = uuid.uuid4()
+            for image in batch:
+                event = make_event(
+                    request_of(image, task_id), account_id=ACCOUNT_ID, correlation_id=f"bench-{task_id}"
+                )
+                self.submitted_at[image.image_id] = time.perf_counter()
+                await producer.send(event.topic, value=event.value, key=event.key.encode())
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    async def wait_generated(self, batch: list[BenchImage], timeout_s: float) -> dict[int, float]:
+        assert self._consumer is not None
+        wanted = {image.image_id for image in batch}
+        done: dict[int, float] = {}
+        deadline = time.perf_counter() + timeout_s
+        while len(done) < len(wanted):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{len(done)} of {len(wanted)} images generated after {timeout_s}s")
+            for records in (await self._consumer.getmany(timeout_ms=100, max_records=5000)).values():
+                now = time.perf_counter()
+                for record in records:
+                    envelope = Envelope.model_validate_json(record.value)
+                    image_id = int(envelope.payload["image_id"])
+                    if image_id in wanted and image_id not in done:
+                        done[image_id] = now
+        return done
+
+
+def request_of(image: BenchImage, task_id: uuid.UUID) -> ImageGenerationRequested:
+    return ImageGenerationRequested(
+        task_id=task_id,
+        image_id=image.image_id,
+        content_id=image.content_id,
+        revision=1,
+        prompt=prompt_of(image.image_id),
+        image_type="featured" if image.image_id % 4 == 0 else "in_article",
+        position=image.image_id % 4,
+        provider=image.provider,
+        model=image.model,
+        width=SIZE,
+        height=SIZE,
+        image_format="jpg",
+        renditions=[
+            RenditionRequest(name="desktop", max_width=1280),
+            RenditionRequest(name="mobile", max_width=640),
+        ],
+        deadline_at=utcnow() + timedelta(minutes=30),
+    )
+
+
+def generator_process(
+    bootstrap: str, dsn: str, blob_dir: Path, log_dir: Path, *, workers: int, **settings: Any
+) -> ServiceProcess:
+    port = free_port()
+    env = {
+        "WI_DATABASE_URL": dsn,
+        "WI_KAFKA_BOOTSTRAP": bootstrap,
+        "WI_KAFKA_PARTITIONS": str(PARTITIONS),
+        "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+        "WI_BLOB_DIR": str(blob_dir),
+        "WI_HTTP_PORT": str(port),
+        "WI_RENDER_WORKERS": str(workers),
+        "WI_LOG_LEVEL": "WARNING",
+        "WI_DB_POOL_MAX": "20",
+        **{f"WI_{k.upper()}": str(v) for k, v in settings.items()},
+    }
+    return ServiceProcess(
+        name="generator",
+        args=["-m", "generator", "serve"],
+        env=env,
+        log_path=log_dir / f"generator-{port}.log",
+        health_url=f"http://127.0.0.1:{port}/healthz",
+    )
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    seconds: float
+    latencies_s: list[float]
+
+
+@dataclass
+class Pipeline:
+    driver: EventsDriver
+    meter: CpuMeter
+
+
+async def run_pipeline(driver: PipelineDriver, batch: list[BenchImage], timeout_s: float) -> PipelineRun:
+    started = time.perf_counter()
+    await driver.submit(batch)
+    done = await driver.wait_generated(batch, timeout_s)
+    seconds = max(done.values()) - started
+    submitted = getattr(driver, "submitted_at", {})
+    latencies = [done[i] - submitted[i] for i in done if i in submitted]
+    return PipelineRun(seconds, latencies)
+
+
+@contextlib.asynccontextmanager
+async def generator_pipeline(
+    server: str, workdir: Path, *, workers: int, **settings: Any
+) -> AsyncIterator[Pipeline]:
+    """A broker, a database and a warmed-up generator process; yields the driver that feeds it."""
+    async with broker(workdir) as tansu, database(server) as dsn:
+        bootstrap = tansu.bootstrap
+        blob_dir = Path(tempfile.mkdtemp(prefix="blobs-", dir=workdir))
+        process = generator_process(bootstrap, dsn, blob_dir, workdir, workers=workers, **settings)
+        await asyncio.to_thread(process.start, 60.0)
+        driver = EventsDriver(bootstrap)
+        await driver.start()
+        try:
+            warm_up = images(900_000, 2 * workers, *_provider_of(settings))
+            await run_pipeline(driver, warm_up, 120)  # group joined, pool workers started, code paths warm
+            assert process.process is not None and tansu.process is not None
+            yield Pipeline(driver, CpuMeter(dsn, process.process.pid, {"broker": [tansu.process.pid]}))
+        finally:
+            await driver.stop()
+            await asyncio.to_thread(process.stop)
+
+
+def _provider_of(settings: dict[str, Any]) -> tuple[str, str]:
+    return ("openai", "dall-e-2") if "openai_base_url" in settings else ("local", "local-v1")
+
+
+# --- (b) the Celery + Redis peer ------------------------------------------------------------------------
+
+
+async def celery_peer(server: str, workdir: Path, count: int, workers: int) -> tuple[float, dict[str, float]]:
+    """Seconds (and core-ms per image) for the Celery pool to render, store and mark `count` images."""
+    from bench.celery_peer import app
+
+    redis.Redis(host="127.0.0.1", port=6379, db=CELERY_REDIS_DB).flushdb()
+    async with database(server) as dsn:
+        conn = await asyncpg.connect(dsn)
+        await conn.execute(
+            "CREATE TABLE peer_images (id int PRIMARY KEY, status text NOT NULL, blob_keys text[])"
+        )
+        blob_dir = Path(tempfile.mkdtemp(prefix="peer-blobs-", dir=workdir))
+        worker = ServiceProcess(
+            name="celery",
+            args=[
+                "-m",
+                "celery",
+                "-A",
+                "bench.celery_peer",
+                "worker",
+                "--concurrency",
+                str(workers),
+                "--pool",
+                "prefork",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            env={"BENCH_PEER_DSN": dsn, "BENCH_PEER_BLOB_DIR": str(blob_dir), "PYTHONPATH": str(REPO)},
+            log_path=workdir / "celery.log",
+        )
+        await asyncio.to_thread(worker.start)
+        try:
+            await _celery_batch(app, conn, images(900_000, 4 * workers), timeout_s=120)  # warm-up
+            assert worker.process is not None
+            meter = CpuMeter(dsn, worker.process.pid, {"redis": _redis_pids()})
+            await meter.start()
+            started = time.perf_counter()
+            await _celery_batch(app, conn, images(0, count), timeout_s=600)
+            seconds = time.perf_counter() - started
+            return seconds, await meter.stop(per=count)
+        finally:
+            await asyncio.to_thread(worker.stop)
+            await conn.close()
+
+
+def _redis_pids() -> list[int]:
+    return [int(p) for p in os.popen("pgrep -x redis-server").read().split()]
+
+
+async def _celery_batch(
+    app: Any, conn: asyncpg.Connection, batch: list[BenchImage], timeout_s: float
+) -> None:
+    await conn.executemany(
+        "INSERT INTO peer_images (id, status) VALUES ($1, 'queued')", [(image.image_id,) for image in batch]
+    )
+    for image in batch:
+        app.send_task("bench.generate_image", args=[image.image_id, prompt_of(image.image_id), SIZE, SIZE])
+    ids = [image.image_id for image in batch]
+    deadline = time.perf_counter() + timeout_s
+    while await conn.fetchval(
+        "SELECT count(*) FROM peer_images WHERE id = ANY($1) AND status = 'generated'", ids
+    ) < len(ids):
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the Celery peer did not finish")
+        await asyncio.sleep(0.02)
+
+
+# --- the run ------------------------------------------------------------------------------------------
+
+
+def machine_load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
+
+
+async def local_figures(server: str, workdir: Path, count: int, workers: int) -> dict[str, Any]:
+    direct_cpu = time.process_time()
+    direct_s = direct_loop(count)
+    direct_cpu_ms = (time.process_time() - direct_cpu) / count * 1000
+    direct_rate = count / direct_s
+    async with generator_pipeline(
+        server, workdir, workers=workers, job_concurrency=32, per_account_limit=32
+    ) as pipeline:
+        await pipeline.meter.start()
+        ours = await run_pipeline(pipeline.driver, images(0, count), timeout_s=900)
+        ours_cpu = await pipeline.meter.stop(per=count)
+    ours_rate = count / ours.seconds
+    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers)
+    peer_rate = count / peer_s
+    print(
+        f"local provider, {count} images {SIZE}×{SIZE}, {workers} render processes; {machine_load()}",
+        flush=True,
+    )
+    line_direct = ratio_line(
+        "generator vs direct loop", ours_rate, direct_rate, "one-core direct loop", "images/s", "≥ 1.5×"
+    )
+    line_peer = ratio_line(
+        "generator vs Celery peer", ours_rate, peer_rate, "Celery + Redis pool", "images/s", "≥ 1.0×"
+    )
+    line_sanity = ratio_line(
+        "Celery peer vs direct loop",
+        peer_rate,
+        direct_rate,
+        "one-core direct loop",
+        "images/s",
+        "≈1.1× measured on an idle machine; lower means other load took cores",
+    )
+    # Pipeline overhead per image: every core-millisecond the pipeline spent (generator, render workers,
+    # Postgres backends, broker) beyond the render + conversion itself, measured from /proc, not wall time.
+    overhead_ms = ours_cpu["total"] - direct_cpu_ms
+    peer_overhead_ms = peer_cpu["total"] - direct_cpu_ms
+    print(
+        f"CPU per image: render + conversion {direct_cpu_ms:.2f} core-ms (direct loop); "
+        f"generator pipeline {ours_cpu['total']:.2f} core-ms → overhead {overhead_ms:.2f} core-ms {ours_cpu}; "
+        f"Celery peer {peer_cpu['total']:.2f} core-ms → overhead {peer_overhead_ms:.2f} core-ms {peer_cpu}",
+        flush=True,
+    )
+    print(
+        f"request → image.generated latency with all {count} submitted at once: {summary_ms(ours.latencies_s)}"
+    )
+    return {
+        "images": count,
+        "workers": workers,
+        "load": machine_load(),
+        "direct_images_per_s": round(direct_rate, 1),
+        "generator_images_per_s": round(ours_rate, 1),
+        "celery_images_per_s": round(peer_rate, 1),
+        "ratio_vs_direct": round(ours_rate / direct_rate, 2),
+        "ratio_vs_celery": round(ours_rate / peer_rate, 2),
+        "render_core_ms_per_image": round(direct_cpu_ms, 2),
+        "generator_core_ms_per_image": ours_cpu,
+        "generator_overhead_core_ms_per_image": round(overhead_ms, 2),
+        "celery_core_ms_per_image": peer_cpu,
+        "celery_overhead_core_ms_per_image": round(peer_overhead_ms, 2),
+        "latency": summary_ms(ours.latencies_s),
+        "lines": [line_direct, line_peer, line_sanity],
+    }
+
+
+async def openai_figures(
+    server: str, workdir: Path, count: int, sequential_count: int, latency_s: float, concurrency: int
+) -> dict[str, Any]:
+    with FakeOpenAI.start() as fake:
+        fake.set_default(ok(latency_s=latency_s))
+        common = dict(openai_base_url=fake.base_url, openai_api_key="sk-bench", openai_images_per_minute=0)
+        async with generator_pipeline(
+            server,
+            workdir,
+            workers=1,
+            openai_concurrency=concurrency,
+            job_concurrency=concurrency,
+            per_account_limit=concurrency,
+            **common,
+        ) as pipeline:
+            concurrent = await run_pipeline(
+                pipeline.driver, images(0, count, "openai", "dall-e-2"), timeout_s=600
+            )
+        max_in_flight = fake.max_in_flight
+        async with generator_pipeline(
+            server, workdir, workers=1, openai_concurrency=1, job_concurrency=1, per_account_limit=1, **common
+        ) as pipeline:
+            sequential = await run_pipeline(
+                pipeline.driver, images(0, sequential_count, "openai", "dall-e-2"), timeout_s=600
+            )
+    theoretical_s = count * latency_s / concurrency
+    sequential_scaled_s = sequential.seconds / sequential_count * count
+    print(
+        f"fake OpenAI at {latency_s} s per call, {count} images, provider concurrency {concurrency} (max in flight seen: {max_in_flight})",
+        flush=True,
+    )
+    line_min = ratio_line(
+        "elapsed vs theoretical minimum",
+        concurrent.seconds,
+        theoretical_s,
+        f"{count}×{latency_s}s/{concurrency}",
+        "s",
+        "≤ 1.2×",
+    )
+    line_seq = ratio_line(
+        "one-at-a-time flow vs generator (speed-up)",
+        sequential_scaled_s,
+        concurrent.seconds,
+        "generator at concurrency 8",
+        "s",
+        f"≥ 6× (one-at-a-time measured on {sequential_count} images, scaled to {count})",
+    )
+    return {
+        "images": count,
+        "latency_s": latency_s,
+        "concurrency": concurrency,
+        "elapsed_s": round(concurrent.seconds, 2),
+        "theoretical_min_s": theoretical_s,
+        "ratio_vs_theoretical": round(concurrent.seconds / theoretical_s, 3),
+        "sequential_measured_images": sequential_count,
+        "sequential_measured_s": round(sequential.seconds, 2),
+        "sequential_scaled_s": round(sequential_scaled_s, 2),
+        "speedup_vs_sequential": round(sequential_scaled_s / concurrent.seconds, 2),
+        "max_in_flight": max_in_flight,
+        "lines": [line_min, line_seq],
+    }
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench generation")
+    parser.add_argument("--images", type=int, default=1000)
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="render processes (generator and Celery)"
+    )
+    parser.add_argument("--openai-images", type=int, default=64)
+    parser.add_argument("--sequential-images", type=int, default=16)
+    parser.add_argument("--openai-latency-s", type=float, default=2.0)
+    parser.add_argument("--openai-concurrency", type=int, default=8)
+    parser.add_argument("--skip-local", action="store_true")
+    parser.add_argument("--skip-openai", action="store_true")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-generation-") as tmp:
+        workdir = Path(tmp)
+        with postgres_server(workdir) as server:
+            result: dict[str, Any] = {}
+            if not args.skip_local:
+                result["local"] = asyncio.run(local_figures(server, workdir, args.images, args.workers))
+            if not args.skip_openai:
+                result["openai"] = asyncio.run(
+                    openai_figures(
+                        server,
+                        workdir,
+                        args.openai_images,
+                        args.sequential_images,
+                        args.openai_latency_s,
+                        args.openai_concurrency,
+                    )
+                )
+    write_result("generation", result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,129 @@
+"""Wiring in one place: resources, providers, the render pool, the consumer and the job runner."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from generator.adapters.provider_registry import ProviderRegistry
+from generator.adapters.providers import create_render_pool
+from generator.adapters.rate_limit import Limit, PostgresTokenBucket
+from generator.domain.rules import GENERATE_QUEUE
+from generator.service.generation import GenerationLimits, ImageGeneration, accept_request
+from generator.settings import GeneratorSettings
+from writer_images.consumer import ConsumerConfig, EventConsumer
+from writer_images.jobs import JobRunner, RunnerConfig
+from writer_images.retry import RetryPolicy
+from writer_images.runtime import ServiceResources, close_resources, open_resources, running
+
+SCHEMA = "generator"
+VERSIONS_DIR = Path(__file__).parent / "migrations" / "versions"
+PROVIDERS = ("local", "openai")
+
+
+@dataclass
+class GeneratorService:
+    settings: GeneratorSettings
+    resources: ServiceResources
+    generation: ImageGeneration
+    runner: JobRunner
+    consumer: EventConsumer | None
+    render_pool: ProcessPoolExecutor
+    providers: ProviderRegistry
+
+
+def generation_limits(settings: GeneratorSettings) -> GenerationLimits:
+    rates = {}
+    for name in PROVIDERS:
+        per_minute, burst = settings.rate_limit(name)
+        rates[name] = Limit(per_minute=per_minute, burst=burst)
+    return GenerationLimits(
+        provider_timeout_s=settings.provider_timeout_s,
+        concurrency={name: settings.provider_concurrency(name) for name in PROVIDERS},
+        rate=rates,
+        consumer_group=settings.consumer_group,
+    )
+
+
+def runner_config(settings: GeneratorSettings) -> RunnerConfig:
+    return RunnerConfig(
+        queue=GENERATE_QUEUE,
+        concurrency=settings.job_concurrency,
+        per_group_limit=settings.per_account_limit,
+        lease_s=settings.job_lease_s,
+        poll_interval_s=settings.job_poll_interval_s,
+        retry=RetryPolicy(
+            max_attempts=settings.job_max_attempts,
+            base_s=settings.job_backoff_base_s,
+            max_s=settings.job_backoff_max_s,
+        ),
+    )
+
+
+async def build(settings: GeneratorSettings, *, consume: bool = True) -> GeneratorService:
+    """Migrate, open resources and wire the service; nothing runs until `running(service)`.
+
+    `consume=False` builds a runner-only instance (tests run several of them beside one consumer).
+    """
+    resources = await open_resources(settings, SCHEMA, VERSIONS_DIR)
+    render_pool = create_render_pool(settings.render_workers)
+    providers = ProviderRegistry(
+        openai_base_url=settings.openai_base_url,
+        openai_api_key=settings.openai_api_key,
+        process_pool=render_pool,
+    )
+    generation = ImageGeneration(
+        pool=resources.pool,
+        outbox=resources.outbox,
+        blobs=resources.blobs,
+        providers=providers,
+        buckets=PostgresTokenBucket(resources.pool),
+        render_pool=render_pool,
+        limits=generation_limits(settings),
+    )
+    runner = JobRunner(
+        resources.pool, SCHEMA, runner_config(settings), generation.handle, generation.on_exhausted
+    )
+    resources.workers.append(runner)
+    consumer = None
+    if consume:
+        consumer = EventConsumer(
+            resources.broker,
+            resources.pool,
+            ConsumerConfig(
+                group_id=settings.consumer_group,
+                session_timeout_ms=settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+                retry=RetryPolicy(
+                    max_attempts=settings.consumer_max_attempts,
+                    base_s=settings.consumer_backoff_base_s,
+                    max_s=settings.consumer_backoff_max_s,
+                ),
+            ),
+            {"image.generation.requested": partial(accept_request, schema=SCHEMA, outbox=resources.outbox)},
+        )
+        consumer.register()
+    return GeneratorService(settings, resources, generation, runner, consumer, render_pool, providers)
+
+
+async def close(service: GeneratorService) -> None:
+    await service.providers.aclose()
+    service.render_pool.shutdown(cancel_futures=True)
+    await close_resources(service.resources)
+
+
+@contextlib.asynccontextmanager
+async def generator_running(
+    settings: GeneratorSettings, *, consume: bool = True
+) -> AsyncIterator[GeneratorService]:
+    """The whole service running in this event loop (the app's lifespan, tests and benchmarks)."""
+    service = await build(settings, consume=consume)
+    try:
+        async with running(service.resources, consume=consume):
+            yield service
+    finally:
+        await close(service)

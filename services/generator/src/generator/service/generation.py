@@ -1,0 +1,458 @@
+"""Use cases: accept a generation request (consumer) and generate one image (job).
+
+Accepting is database work only: the request becomes a durable job in the transaction that records the
+event in the inbox. Generating runs in the job runner: provider call (rate-limited, bounded, timed out,
+recorded before it is made), bytes into the blob store at once, renditions in the process pool, then one
+transaction with the result, the `ai.function.called` and `image.generated` events and the job's completion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from generator.adapters import repository
+from generator.adapters.imaging import Rendition, RenditionSpec, render_renditions
+from generator.adapters.provider_registry import ProviderRegistry
+from generator.adapters.providers import (
+    ContentPolicyError,
+    GeneratedImage,
+    ImageProvider,
+    ImageSpec,
+    InvalidProviderOutputError,
+    LocalProvider,
+    ProviderConfigError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+    RateLimitedError,
+)
+from generator.adapters.rate_limit import Limit, PostgresTokenBucket
+from generator.domain.rules import (
+    GENERATE_QUEUE,
+    deadline_passed,
+    job_key,
+    provider_key,
+    rendition_plan,
+    seconds_left,
+)
+from generator.service import messages
+from generator.service.committer import FinishedImage, ResultCommitter
+from writer_images import jobs, metrics
+from writer_images.blobstore import CONTENT_TYPES, BlobStore, StoredBlob
+from writer_images.consumer import IncomingEvent
+from writer_images.events import (
+    Envelope,
+    ImageFormat,
+    ImageGenerated,
+    ImageGenerationRequested,
+    utcnow,
+)
+from writer_images.events import Rendition as StoredRendition
+from writer_images.jobs import FailJob, Job, RetryJob
+from writer_images.logging import get_logger
+from writer_images.outbox import Outbox
+
+log = get_logger(__name__)
+
+
+async def accept_request(
+    conn: asyncpg.Connection, event: IncomingEvent, *, schema: str, outbox: Outbox
+) -> None:
+    """`image.generation.requested` → a job keyed by image and revision (or a clean failure past its deadline)."""
+    request = event.payload
+    assert isinstance(request, ImageGenerationRequested)
+    envelope = event.envelope
+    if deadline_passed(request.deadline_at, utcnow()) and (
+        await repository.stored_result(conn, request.image_id, request.revision) is None
+    ):
+        reason = f"deadline passed before generation started (deadline {request.deadline_at.isoformat()})"
+        await outbox.write(
+            conn, [messages.failed(envelope, request, reason=reason, retryable=True, attempts=0)]
+        )
+        return
+    armed = await jobs.enqueue(
+        conn,
+        schema,
+        queue=GENERATE_QUEUE,
+        dedupe_key=job_key(request.image_id, request.revision),
+        group_key=str(envelope.account_id),
+        payload={"envelope": envelope.model_dump(mode="json")},
+    )
+    if armed:
+        await outbox.write(conn, [messages.progress(envelope, request, "queued")])
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    provider_timeout_s: float
+    concurrency: dict[str, int]
+    rate: dict[str, Limit]
+    consumer_group: str
+
+    def concurrency_of(self, provider: str) -> int:
+        return self.concurrency.get(provider, 4)
+
+    def rate_of(self, provider: str) -> Limit:
+        return self.rate.get(provider, Limit(per_minute=0, burst=1))
+
+
+@dataclass(frozen=True)
+class ProviderOutput:
+    data: bytes
+    call_id: uuid.UUID
+    called_at: datetime
+    revised_prompt: str | None
+    latency_ms: int
+    estimated_cost_usd: float
+    input_tokens: int | None
+    output_tokens: int | None
+
+    @classmethod
+    def of(
+        cls, image: GeneratedImage, call_id: uuid.UUID, called_at: datetime, latency_ms: int
+    ) -> ProviderOutput:
+        return cls(
+            data=image.data,
+            call_id=call_id,
+            called_at=called_at,
+            revised_prompt=image.revised_prompt,
+            latency_ms=latency_ms,
+            estimated_cost_usd=image.usage.estimated_cost_usd,
+            input_tokens=image.usage.input_tokens,
+            output_tokens=image.usage.output_tokens,
+        )
+
+
+class ImageGeneration:
+    """The job handler of the `generate` queue and its exhaustion handler."""
+
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        outbox: Outbox,
+        blobs: BlobStore,
+        providers: ProviderRegistry,
+        buckets: PostgresTokenBucket,
+        render_pool: Executor,
+        limits: GenerationLimits,
+    ) -> None:
+        self._pool = pool
+        self._outbox = outbox
+        self._blobs = blobs
+        self._providers = providers
+        self._buckets = buckets
+        self._render_pool = render_pool
+        self._limits = limits
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._committer = ResultCommitter(pool, outbox)
+
+    async def handle(self, job: Job) -> None:
+        envelope = Envelope.model_validate(job.payload["envelope"])
+        request = ImageGenerationRequested.model_validate(envelope.payload)
+        stored = await self._begin(job, envelope, request)
+        if stored is not None:
+            await self._reemit(job, envelope, request, stored)
+            return
+        output, renditions = await self._generate(envelope, request)
+        result = ImageGenerated(
+            task_id=request.task_id,
+            image_id=request.image_id,
+            content_id=request.content_id,
+            revision=request.revision,
+            provider=request.provider,
+            model=request.model,
+            revised_prompt=output.revised_prompt,
+            renditions=await self._store_all(renditions, request.image_format),
+        )
+        called = messages.ai_function_called(
+            envelope,
+            request,
+            call_id=output.call_id,
+            called_at=output.called_at,
+            latency_ms=output.latency_ms,
+            estimated_cost_usd=output.estimated_cost_usd,
+            input_tokens=output.input_tokens,
+            output_tokens=output.output_tokens,
+            error=None,
+        )
+        await self._committer.commit(
+            FinishedImage(
+                job=job,
+                result=result,
+                account_id=envelope.account_id,
+                call_event=called,
+                generated_event=messages.generated(envelope, result),
+            )
+        )
+
+    async def on_exhausted(self, conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+        """After the last attempt: `image.generation.failed` for the user, the request to the DLQ for operators."""
+        envelope = Envelope.model_validate(job.payload["envelope"])
+        request = ImageGenerationRequested.model_validate(envelope.payload)
+        await self._outbox.write(
+            conn,
+            [
+                messages.failed(envelope, request, reason=reason, retryable=retryable, attempts=job.attempts),
+                messages.dead_letter(
+                    envelope, reason=reason, attempts=job.attempts, group_id=self._limits.consumer_group
+                ),
+            ],
+        )
+        log.warning(
+            "image generation failed", image_id=request.image_id, reason=reason, attempts=job.attempts
+        )
+
+    async def _begin(
+        self, job: Job, envelope: Envelope, request: ImageGenerationRequested
+    ) -> ImageGenerated | None:
+        """The stored result if there is one; else check the deadline and announce the `generating` stage."""
+        async with self._pool.acquire() as conn:
+            stored = await repository.stored_result(conn, request.image_id, request.revision)
+            if stored is not None:
+                return stored
+            if deadline_passed(request.deadline_at, utcnow()):
+                raise FailJob(
+                    f"deadline passed after {job.attempts - 1} attempt(s) (deadline {request.deadline_at.isoformat()})"
+                )
+            # A single statement is its own small transaction; the NOTIFY after it only wakes the relay.
+            await self._outbox.write(conn, [messages.progress(envelope, request, "generating", job.attempts)])
+        return None
+
+    async def _reemit(
+        self, job: Job, envelope: Envelope, request: ImageGenerationRequested, stored: ImageGenerated
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            result = messages.generated_for_request(stored, request)
+            await self._outbox.write(conn, [messages.generated(envelope, result)])
+            await jobs.complete(conn, job)
+        log.info(
+            "result re-emitted without a provider call", image_id=request.image_id, revision=request.revision
+        )
+
+    def _slot(self, provider: str) -> asyncio.Semaphore:
+        if provider not in self._slots:
+            self._slots[provider] = asyncio.Semaphore(self._limits.concurrency_of(provider))
+        return self._slots[provider]
+
+    def _timeout(self, request: ImageGenerationRequested) -> float:
+        left = seconds_left(request.deadline_at, utcnow())
+        return max(0.1, min(self._limits.provider_timeout_s, left))
+
+    async def _generate(
+        self, envelope: Envelope, request: ImageGenerationRequested
+    ) -> tuple[ProviderOutput, list[Rendition]]:
+        """The provider's image and its renditions."""
+        try:
+            provider = self._providers.get(request.provider)
+        except ProviderConfigError as error:
+            raise FailJob(failure_reason(error)) from error
+        spec = ImageSpec(
+            prompt=request.prompt, model=request.model, width=request.width, height=request.height
+        )
+        if isinstance(provider, LocalProvider):
+            return await self._local_call(provider, spec, envelope, request)
+        output = await self._provider_output(provider, spec, envelope, request)
+        return output, await self._render(output.data, request)
+
+    async def _provider_output(
+        self, provider: ImageProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
+    ) -> ProviderOutput:
+        """Bytes of a call already paid for (a crash came between call and result), else a new paid call."""
+        paid = await repository.unused_paid_output(self._pool, request.image_id, request.revision)
+        if paid is not None:  # a crash came between the paid call and the result: never pay twice
+            log.info("reusing the output of a paid call", call_id=str(paid.call_id))
+            return ProviderOutput(
+                data=await self._blobs.get(paid.raw_blob_key),
+                call_id=paid.call_id,
+                called_at=paid.started_at,
+                revised_prompt=paid.revised_prompt,
+                latency_ms=paid.latency_ms,
+                estimated_cost_usd=paid.estimated_cost_usd,
+                input_tokens=paid.input_tokens,
+                output_tokens=paid.output_tokens,
+            )
+        return await self._paid_call(provider, spec, envelope, request)
+
+    async def _local_call(
+        self, provider: LocalProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
+    ) -> tuple[ProviderOutput, list[Rendition]]:
+        """Free to redo, so no paid-call row and no raw bytes kept; rendered and converted in one pool trip."""
+        call_id, called_at = uuid.uuid4(), utcnow()
+        async with self._slot(request.provider):
+            started = time.monotonic()
+            try:
+                renditions = await provider.generate_and_finish(
+                    spec,
+                    render_renditions,
+                    request.image_format,
+                    rendition_plan(request),
+                    timeout_s=self._timeout(request),
+                )
+            except ProviderError as error:
+                latency_ms = round((time.monotonic() - started) * 1000)
+                await self._record_failure(
+                    envelope, request, call_id, called_at, latency_ms, error, paid=False
+                )
+                raise job_error(error) from error
+        latency_ms = round((time.monotonic() - started) * 1000)
+        metrics.PROVIDER_LATENCY.labels(request.provider, request.model, "succeeded").observe(
+            latency_ms / 1000
+        )
+        output = ProviderOutput(
+            data=b"",  # never leaves the worker: only the renditions come back
+            call_id=call_id,
+            called_at=called_at,
+            revised_prompt=None,
+            latency_ms=latency_ms,
+            estimated_cost_usd=0.0,
+            input_tokens=None,
+            output_tokens=None,
+        )
+        return output, renditions
+
+    async def _paid_call(
+        self, provider: ImageProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
+    ) -> ProviderOutput:
+        """Rate-limited, bounded, recorded before it is made; its bytes are stored as soon as it answers."""
+        async with self._slot(request.provider):
+            await self._buckets.acquire(
+                provider_key(request.provider, request.model), self._limits.rate_of(request.provider)
+            )
+            call = await repository.start_call(
+                self._pool,
+                image_id=request.image_id,
+                revision=request.revision,
+                account_id=envelope.account_id,
+                provider=request.provider,
+                model=request.model,
+            )
+            called_at = utcnow()
+            started = time.monotonic()
+            try:
+                image = await provider.generate(spec, timeout_s=self._timeout(request))
+            except ProviderError as error:
+                latency_ms = round((time.monotonic() - started) * 1000)
+                await self._record_failure(
+                    envelope, request, call.call_id, called_at, latency_ms, error, paid=True
+                )
+                raise job_error(error) from error
+        latency_ms = round((time.monotonic() - started) * 1000)
+        metrics.PROVIDER_LATENCY.labels(request.provider, request.model, "succeeded").observe(
+            latency_ms / 1000
+        )
+        metrics.PROVIDER_COST.labels(request.provider, request.model).inc(image.usage.estimated_cost_usd)
+        # Stored before anything else can fail: the call is paid for and a provider URL would expire.
+        raw_key = (await self._blobs.put(image.data, extension="img")).key
+        async with self._pool.acquire() as conn, conn.transaction():
+            await repository.finish_call(
+                conn,
+                call.call_id,
+                succeeded=True,
+                latency_ms=latency_ms,
+                estimated_cost_usd=image.usage.estimated_cost_usd,
+                input_tokens=image.usage.input_tokens,
+                output_tokens=image.usage.output_tokens,
+                raw_blob_key=raw_key,
+                revised_prompt=image.revised_prompt,
+            )
+            await self._outbox.write(conn, [messages.progress(envelope, request, "storing")])
+        return ProviderOutput.of(image, call.call_id, called_at, latency_ms)
+
+    async def _record_failure(
+        self,
+        envelope: Envelope,
+        request: ImageGenerationRequested,
+        call_id: uuid.UUID,
+        called_at: datetime,
+        latency_ms: int,
+        error: ProviderError,
+        *,
+        paid: bool,
+    ) -> None:
+        """A failed call is data too: its row (if paid) and its `ai.function.called`, committed at once."""
+        reason = failure_reason(error)
+        metrics.PROVIDER_LATENCY.labels(request.provider, request.model, "failed").observe(latency_ms / 1000)
+        event = messages.ai_function_called(
+            envelope,
+            request,
+            call_id=call_id,
+            called_at=called_at,
+            latency_ms=latency_ms,
+            estimated_cost_usd=0.0,
+            input_tokens=None,
+            output_tokens=None,
+            error=reason,
+        )
+        async with self._pool.acquire() as conn, conn.transaction():
+            if paid:
+                await repository.finish_call(
+                    conn,
+                    call_id,
+                    succeeded=False,
+                    latency_ms=latency_ms,
+                    estimated_cost_usd=0.0,
+                    error=reason,
+                )
+            await self._outbox.write(conn, [event])
+
+    async def _render(self, data: bytes, request: ImageGenerationRequested) -> list[Rendition]:
+        plan: list[RenditionSpec] = rendition_plan(request)
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(
+                self._render_pool, render_renditions, data, request.image_format, plan
+            )
+        except InvalidProviderOutputError as error:
+            raise FailJob(failure_reason(error)) from error
+
+    async def _store_all(
+        self, renditions: list[Rendition], image_format: ImageFormat
+    ) -> list[StoredRendition]:
+        # Renditions that share one encoding (a small original is never upscaled) are written once.
+        blobs: dict[int, StoredBlob] = {}
+        stored = []
+        for rendition in renditions:
+            encoding = id(rendition.image)
+            if encoding not in blobs:
+                blobs[encoding] = await self._blobs.put(rendition.image.data, extension=image_format)
+            blob = blobs[encoding]
+            stored.append(
+                StoredRendition(
+                    name=rendition.name,
+                    blob_key=blob.key,
+                    width=rendition.image.width,
+                    height=rendition.image.height,
+                    format=image_format,
+                    content_type=CONTENT_TYPES[image_format],
+                    bytes=blob.size,
+                    sha256=blob.sha256,
+                )
+            )
+        return stored
+
+
+def failure_reason(error: ProviderError) -> str:
+    """A sentence for the user and the operator: what kind of failure, then the provider's own words."""
+    kind = {
+        RateLimitedError: "rate limited by the provider",
+        ProviderTimeoutError: "timed out",
+        ProviderUnavailableError: "provider unavailable",
+        ContentPolicyError: "refused by the provider's content policy",
+        InvalidProviderOutputError: "the provider returned an unusable image",
+        ProviderConfigError: "provider configuration error",
+    }.get(type(error), "provider error")
+    return f"{kind}: {error.message}"
+
+
+def job_error(error: ProviderError) -> RetryJob | FailJob:
+    if error.retryable:
+        return RetryJob(failure_reason(error), retry_after_s=error.retry_after_s)
+    return FailJob(failure_reason(error))
