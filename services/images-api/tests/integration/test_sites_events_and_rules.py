@@ -25,7 +25,7 @@ async def test_site_changes_emit_site_changed_with_sealed_secrets(
     records = await collect(
         kafka_bootstrap,
         [topics.SITE_CHANGED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["site_id"] == site["id"],
+        keep=lambda r: orjson.loads(r.value)["payload"].get("site_key") == site["site_key"],
         until=lambda kept: len(kept) >= 3,
     )
     changes = [events.decode_envelope(r.value)[1] for r in records]
