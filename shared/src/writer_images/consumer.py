@@ -114,10 +114,10 @@ class DeadLetters:
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason[:500])
 
 
-def consumer_config(settings: ServiceSettings, group_id: str, **overrides: Any) -> ConsumerConfig:
-    """The consumer configuration every service derives from its settings."""
+def consumer_config(settings: ServiceSettings, **overrides: Any) -> ConsumerConfig:
+    """The consumer configuration every service derives from its settings (one way, every service)."""
     return ConsumerConfig(
-        group_id=group_id,
+        group_id=settings.consumer_group or settings.service_name,
         session_timeout_ms=settings.kafka_session_timeout_ms,
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,

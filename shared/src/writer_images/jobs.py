@@ -29,6 +29,7 @@ import asyncpg
 from writer_images import metrics
 from writer_images.logging import bound_context, get_logger
 from writer_images.retry import RetryPolicy
+from writer_images.settings import JobSettings
 
 log = get_logger(__name__)
 
@@ -315,4 +316,20 @@ async def complete(conn: asyncpg.Connection, job: Job) -> None:
     await conn.execute(
         "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
         job.id,
+    )
+
+
+def runner_config(settings: JobSettings, queue: str, *, per_group_limit: int) -> RunnerConfig:
+    """The job runner configuration every service derives from its settings."""
+    return RunnerConfig(
+        queue=queue,
+        concurrency=settings.job_concurrency,
+        per_group_limit=per_group_limit,
+        lease_s=settings.job_lease_s,
+        poll_interval_s=settings.job_poll_interval_s,
+        retry=RetryPolicy(
+            max_attempts=settings.job_max_attempts,
+            base_s=settings.job_backoff_base_s,
+            max_s=settings.job_backoff_max_s,
+        ),
     )

@@ -36,6 +36,18 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     allow_private_urls: bool = False
+    consumer_group: str = Field(default="", description="Kafka consumer group; empty means the service name")
     consumer_max_attempts: int = 5
     consumer_backoff_base_s: float = 0.2
     consumer_backoff_max_s: float = 30.0
+
+
+class JobSettings(ServiceSettings):
+    """Settings of a service that runs durable jobs (`writer_images.jobs`)."""
+
+    job_concurrency: int = 8
+    job_lease_s: float = 60.0
+    job_poll_interval_s: float = 1.0
+    job_max_attempts: int = 5
+    job_backoff_base_s: float = 1.0
+    job_backoff_max_s: float = 60.0

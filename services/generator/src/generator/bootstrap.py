@@ -15,9 +15,8 @@ from generator.adapters.rate_limit import Limit, PostgresTokenBucket
 from generator.domain.rules import GENERATE_QUEUE
 from generator.service.generation import GenerationLimits, ImageGeneration, accept_request
 from generator.settings import GeneratorSettings
-from writer_images.consumer import ConsumerConfig, EventConsumer
-from writer_images.jobs import JobRunner, RunnerConfig
-from writer_images.retry import RetryPolicy
+from writer_images.consumer import EventConsumer, consumer_config
+from writer_images.jobs import JobRunner, RunnerConfig, runner_config
 from writer_images.runtime import ServiceResources, close_resources, open_resources, running
 
 SCHEMA = "generator"
@@ -49,19 +48,8 @@ def generation_limits(settings: GeneratorSettings) -> GenerationLimits:
     )
 
 
-def runner_config(settings: GeneratorSettings) -> RunnerConfig:
-    return RunnerConfig(
-        queue=GENERATE_QUEUE,
-        concurrency=settings.job_concurrency,
-        per_group_limit=settings.per_account_limit,
-        lease_s=settings.job_lease_s,
-        poll_interval_s=settings.job_poll_interval_s,
-        retry=RetryPolicy(
-            max_attempts=settings.job_max_attempts,
-            base_s=settings.job_backoff_base_s,
-            max_s=settings.job_backoff_max_s,
-        ),
-    )
+def generation_runner_config(settings: GeneratorSettings) -> RunnerConfig:
+    return runner_config(settings, GENERATE_QUEUE, per_group_limit=settings.per_account_limit)
 
 
 async def build(settings: GeneratorSettings, *, consume: bool = True) -> GeneratorService:
@@ -86,7 +74,7 @@ async def build(settings: GeneratorSettings, *, consume: bool = True) -> Generat
         limits=generation_limits(settings),
     )
     runner = JobRunner(
-        resources.pool, SCHEMA, runner_config(settings), generation.handle, generation.on_exhausted
+        resources.pool, SCHEMA, generation_runner_config(settings), generation.handle, generation.on_exhausted
     )
     resources.workers.append(runner)
     consumer = None
@@ -94,16 +82,7 @@ async def build(settings: GeneratorSettings, *, consume: bool = True) -> Generat
         consumer = EventConsumer(
             resources.broker,
             resources.pool,
-            ConsumerConfig(
-                group_id=settings.consumer_group,
-                session_timeout_ms=settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-                retry=RetryPolicy(
-                    max_attempts=settings.consumer_max_attempts,
-                    base_s=settings.consumer_backoff_base_s,
-                    max_s=settings.consumer_backoff_max_s,
-                ),
-            ),
+            consumer_config(settings),
             {"image.generation.requested": partial(accept_request, schema=SCHEMA, outbox=resources.outbox)},
         )
         consumer.register()

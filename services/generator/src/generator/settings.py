@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 
-from writer_images.settings import ServiceSettings
+from writer_images.settings import JobSettings
 
 
-class GeneratorSettings(ServiceSettings):
+class GeneratorSettings(JobSettings):
     service_name: str = "generator"
     http_port: int = 8001
     db_pool_max: int = 20  # jobs hold a connection only between awaits, but 32 of them share the pool
@@ -34,11 +34,6 @@ class GeneratorSettings(ServiceSettings):
     local_concurrency: int = 0  # 0: twice the render workers, enough to keep every core busy
 
     # Job leases and retries of a failed generation attempt.
-    job_lease_s: float = 60.0
-    job_poll_interval_s: float = 1.0
-    job_max_attempts: int = 5
-    job_backoff_base_s: float = 1.0
-    job_backoff_max_s: float = 60.0
 
     def provider_concurrency(self, provider: str) -> int:
         if provider == "openai":

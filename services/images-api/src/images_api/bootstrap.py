@@ -23,8 +23,7 @@ from images_api.service.projections import HANDLERS
 from images_api.service.sweeper import Sweeper
 from images_api.settings import ImagesApiSettings
 from writer_images import http, runtime
-from writer_images.consumer import ConsumerConfig, EventConsumer
-from writer_images.retry import RetryPolicy
+from writer_images.consumer import EventConsumer, consumer_config
 from writer_images.secrets import SecretBox
 
 SCHEMA = "images_api"
@@ -47,16 +46,7 @@ def create_app(settings: ImagesApiSettings | None = None) -> FastAPI:
         consumer = EventConsumer(
             resources.broker,
             resources.pool,
-            ConsumerConfig(
-                group_id=CONSUMER_GROUP,
-                session_timeout_ms=settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-                retry=RetryPolicy(
-                    settings.consumer_max_attempts,
-                    settings.consumer_backoff_base_s,
-                    settings.consumer_backoff_max_s,
-                ),
-            ),
+            consumer_config(settings),
             HANDLERS,
         )
         consumer.register()

@@ -20,9 +20,8 @@ from publisher.service.publishing import (
 )
 from publisher.settings import SCHEMA, PublisherSettings
 from writer_images import http
-from writer_images.consumer import ConsumerConfig, EventConsumer
-from writer_images.jobs import JobRunner, RunnerConfig
-from writer_images.retry import RetryPolicy
+from writer_images.consumer import EventConsumer, consumer_config
+from writer_images.jobs import JobRunner, runner_config
 from writer_images.runtime import ServiceResources, close_resources, open_resources, ops_router, running
 from writer_images.secrets import SecretBox
 
@@ -53,16 +52,7 @@ def wire(resources: ServiceResources, settings: PublisherSettings) -> Publishing
     consumer = EventConsumer(
         resources.broker,
         resources.pool,
-        ConsumerConfig(
-            group_id=settings.consumer_group,
-            session_timeout_ms=settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
-            retry=RetryPolicy(
-                max_attempts=settings.consumer_max_attempts,
-                base_s=settings.consumer_backoff_base_s,
-                max_s=settings.consumer_backoff_max_s,
-            ),
-        ),
+        consumer_config(settings),
         {
             "site.changed": on_site_changed,
             "content.publish.requested": publish_requested_handler(resources.schema),
@@ -72,13 +62,7 @@ def wire(resources: ServiceResources, settings: PublisherSettings) -> Publishing
     runner = JobRunner(
         resources.pool,
         resources.schema,
-        RunnerConfig(
-            queue=QUEUE,
-            concurrency=settings.job_concurrency,
-            per_group_limit=settings.per_site_limit,
-            lease_s=settings.job_lease_s,
-            retry=settings.job_retry(),
-        ),
+        runner_config(settings, QUEUE, per_group_limit=settings.per_site_limit),
         functools.partial(publish, deps),
         exhausted_handler(deps),
     )

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from writer_images.retry import RetryPolicy
-from writer_images.settings import ServiceSettings
+from writer_images.settings import JobSettings
 
 SCHEMA = "publisher"
 
 
-class PublisherSettings(ServiceSettings):
+class PublisherSettings(JobSettings):
     service_name: str = "publisher"
     http_port: int = 8002
     # One group for every publisher instance (docs/architecture.md); tests give each publisher under test its own.
@@ -16,11 +16,6 @@ class PublisherSettings(ServiceSettings):
     db_pool_max: int = 20
     # WordPress hosts fall over under bulk publishing: at most this many publish jobs per site at once.
     per_site_limit: int = 2
-    job_concurrency: int = 8
-    job_lease_s: float = 60.0
-    job_max_attempts: int = 5
-    job_backoff_base_s: float = 1.0
-    job_backoff_max_s: float = 60.0
     # Idempotent WordPress requests (reads, updates of a known id) are retried in place this many times.
     wp_request_attempts: int = 3
     wp_request_backoff_base_s: float = 0.25
@@ -28,11 +23,6 @@ class PublisherSettings(ServiceSettings):
     wp_timeout_s: float = 30.0
     # Large media get longer: upload time grows with the file and a slow host.
     wp_media_timeout_s: float = 120.0
-
-    def job_retry(self) -> RetryPolicy:
-        return RetryPolicy(
-            max_attempts=self.job_max_attempts, base_s=self.job_backoff_base_s, max_s=self.job_backoff_max_s
-        )
 
     def request_retry(self) -> RetryPolicy:
         return RetryPolicy(
