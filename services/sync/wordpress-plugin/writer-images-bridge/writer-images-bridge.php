@@ -25,6 +25,8 @@ final class Writer_Images_Bridge {
 	const TIMEOUT_S    = 2;
 	const MAX_ATTEMPTS = 50;
 	const MAX_QUEUED   = 1000;
+	// The statuses the receiver understands (its event contract); `deleted` is ours, after a permanent delete.
+	const REPORTED_STATUSES = array( 'publish', 'future', 'draft', 'pending', 'private', 'trash', 'deleted' );
 
 	/** @var array<string, array> Changes seen in this request, keyed "post_id:status"; sent at shutdown. */
 	private static $pending = array();
@@ -226,8 +228,8 @@ final class Writer_Images_Bridge {
 			}
 			if ( ! in_array( $post->post_type, self::post_types(), true )
 				|| wp_is_post_revision( $post ) || wp_is_post_autosave( $post )
-				|| in_array( $status, array( '', 'auto-draft', 'inherit' ), true ) ) {
-				return;
+				|| ! in_array( $status, self::REPORTED_STATUSES, true ) ) {
+				return; // auto-drafts, revisions ('inherit') and custom statuses Writer Images has no meaning for
 			}
 			$key = $post->ID . ':' . $status;
 			// Hooks fire several times per change: keep one event per post and status, the last one, at the end.

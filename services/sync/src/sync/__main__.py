@@ -1,0 +1,3 @@
+from sync.entrypoints.cli import main
+
+main()
