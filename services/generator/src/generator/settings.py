@@ -16,7 +16,10 @@ class GeneratorSettings(JobSettings):
     # Providers. The request event names provider, model, size and format; how to reach them is ours.
     openai_base_url: str | None = None
     openai_api_key: str | None = None
-    provider_timeout_s: float = 120.0  # generation often takes 10–60 s
+    provider_timeout_s: float = 120.0
+    replay_deadline_s: float = (
+        600.0  # deadline given to requests replayed from the DLQ  # generation often takes 10–60 s
+    )
     render_workers: int = os.cpu_count() or 1
 
     # Rate limits per provider key (`openai:<model>`, `local`), shared by every instance through Postgres.

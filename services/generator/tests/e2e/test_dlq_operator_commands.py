@@ -13,7 +13,12 @@ from writer_images.testing.fake_openai import FakeOpenAI, content_policy, ok
 
 
 def run_cli(harness: Any, *args: str) -> str:
-    env = {**os.environ, "WI_KAFKA_BOOTSTRAP": harness.bootstrap, "WI_DATABASE_URL": harness.database_url}
+    env = {
+        **os.environ,
+        "WI_KAFKA_BOOTSTRAP": harness.bootstrap,
+        "WI_DATABASE_URL": harness.database_url,
+        "WI_REPLAY_DEADLINE_S": "120",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "generator", *args],
         env=env,
@@ -34,13 +39,13 @@ async def test_a_dead_lettered_request_is_listed_and_replayed_into_a_generated_i
         await harness.publish([harness.request(1000, provider="openai", model="dall-e-2")])
         await harness.dead_letters(lambda found: len(found) == 1)
 
-        listing = await asyncio.to_thread(run_cli, harness, "dlq-list")
-        replay = await asyncio.to_thread(run_cli, harness, "dlq-replay", "--deadline-s", "120")
+        listing = await asyncio.to_thread(run_cli, harness, "dlq", "list")
+        replay = await asyncio.to_thread(run_cli, harness, "dlq", "replay")
         outcome = await harness.outcome(lambda o: len(o.of("image.generated")) == 1)
 
-    assert "image 1000 rev 1" in listing
+    assert "image.generation.requested" in listing
     assert "No lighthouses today." in listing
     assert "1 dead letter(s)" in listing
-    assert "replayed 1 request(s)" in replay
+    assert "replayed 1 event(s)" in replay
     assert outcome.images("image.generated") == {1000}
     assert fake_openai.total_calls == 2

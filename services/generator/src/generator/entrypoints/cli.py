@@ -1,15 +1,30 @@
-"""`python -m generator`: serve (default) and the operator commands for the request DLQ."""
+"""`python -m generator`: serve (default), and `dlq list|replay` for the request DLQ."""
 
 from __future__ import annotations
 
-import asyncio
+from datetime import timedelta
 
 import typer
 
-from generator.adapters import dlq
 from generator.settings import GeneratorSettings
+from writer_images.dlq import dlq_cli
+from writer_images.events import ImageGenerationRequested, Payload, utcnow
+from writer_images.topics import IMAGE_GENERATION_REQUESTED
 
 cli = typer.Typer(help="Writer Images generator: image generation from `image.generation.requested` events.")
+
+
+def _fresh_deadline(payload: Payload) -> Payload:
+    """A replayed request gets a new deadline: the old one has usually passed by the time it is replayed."""
+    assert isinstance(payload, ImageGenerationRequested)
+    window = timedelta(seconds=GeneratorSettings().replay_deadline_s)
+    return payload.model_copy(update={"deadline_at": utcnow() + window})
+
+
+cli.add_typer(
+    dlq_cli(GeneratorSettings, [IMAGE_GENERATION_REQUESTED], {IMAGE_GENERATION_REQUESTED: _fresh_deadline}),
+    name="dlq",
+)
 
 
 @cli.callback(invoke_without_command=True)
@@ -27,43 +42,6 @@ def serve() -> None:
 
     settings = GeneratorSettings()
     serve_app(create_app(settings), settings)
-
-
-@cli.command("dlq-list")
-def dlq_list() -> None:
-    """List the generation requests in `image.generation.requested.dlq`, with their reasons."""
-    settings = GeneratorSettings()
-    letters = asyncio.run(dlq.read_dead_letters(settings.kafka_bootstrap))
-    for letter in letters:
-        envelope = letter.envelope
-        what = (
-            f"event {envelope.event_id} image {envelope.payload.get('image_id')} rev {envelope.payload.get('revision')}"
-            if envelope
-            else "unreadable original"
-        )
-        typer.echo(f"#{letter.offset}  {what}  attempts={letter.attempts}  {letter.reason}")
-    typer.echo(f"{len(letters)} dead letter(s)")
-
-
-@cli.command("dlq-replay")
-def dlq_replay(
-    event_id: list[str] = typer.Option(None, "--event-id", help="Replay only these event ids (default: all)"),  # noqa: B008
-    deadline_s: float = typer.Option(600.0, help="Seconds from now for the replayed requests' deadline"),
-) -> None:
-    """Publish the dead-lettered requests again (new event ids, fresh deadline)."""
-    settings = GeneratorSettings()
-    letters = asyncio.run(dlq.read_dead_letters(settings.kafka_bootstrap))
-    wanted = set(event_id or [])
-    replays = []
-    for letter in letters:
-        envelope = letter.envelope
-        if envelope is None or envelope.type != "image.generation.requested":
-            continue
-        if wanted and str(envelope.event_id) not in wanted:
-            continue
-        replays.append(dlq.replayed_request(envelope, deadline_s=deadline_s))
-    asyncio.run(dlq.publish(settings.kafka_bootstrap, replays))
-    typer.echo(f"replayed {len(replays)} request(s)")
 
 
 def main() -> None:
