@@ -18,7 +18,29 @@ from sync.testing import (
     sync_env,
     wait_for_site,
 )
+from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
+from writer_images.infra.postgres import create_database, drop_database
+from writer_images.kafka import ensure_topics
+
+
+# The sync service reconciles every site that `site.changed` names. On the session's shared broker other
+# suites leave events for sites that do not exist (https://blog.example, ...), and the reconciler would
+# spend these tests' time timing out on them: sync's tests get a broker and a database of their own.
+@pytest.fixture(scope="session")
+async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    broker = TansuBroker(log_path=tmp_path_factory.mktemp("sync-tansu") / "tansu.log").start()
+    await ensure_topics(broker.bootstrap, 3)
+    yield broker.bootstrap
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+async def database_url(pg_server_dsn: str) -> AsyncIterator[str]:
+    name = f"wi_sync_{uuid.uuid4().hex[:10]}"
+    dsn = await create_database(pg_server_dsn, name)
+    yield dsn
+    await drop_database(pg_server_dsn, name)
 
 
 @pytest.fixture(scope="module")
