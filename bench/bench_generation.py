@@ -11,9 +11,17 @@ Then the fake OpenAI server at 2 s per call: 64 images at provider concurrency 8
 minimum (64 × 2 s / 8) and against the same generator at concurrency 1 (the seed's one-at-a-time flow;
 `--sequential-images` of them are run and scaled to 64, since all 64 take more than two minutes).
 
-The pipeline is driven through a `PipelineDriver` (submit images, wait until each is generated). The
-events driver here feeds the generator directly; a driver that posts `generate_images` to images-api and
-polls its read model can be added beside it to measure "API request → read model shows generated".
+The pipeline is driven through a `PipelineDriver` (submit images, wait until each is generated), chosen
+with `--drivers` (default both):
+  - events: feeds `image.generation.requested` to the generator directly and watches `image.generated`
+    (the generator alone, 512×512);
+  - api: the whole pipeline as the page drives it. images-api + generator as subprocesses (own broker, own
+    database), an owner from the CLI, N/4 contents (a featured + three in-article slots each) created
+    through the API before the clock starts; timed: one `POST generate_images` per content, then the
+    grouped view (`overall_status=complete`, page_size 1) polled every 50 ms until all read complete.
+    images-api asks the local provider for local-v1's one size, 1024×576 (2.25× the pixels of 512×512,
+    the closest the API offers), so this run's baselines (direct loop, Celery peer) render 1024×576 too.
+    Per-image latency: POST → the image's `generated_at` written by the projection.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import ratio_line, summary_ms, write_result
+from bench.stack_driver import IMAGES_PER_CONTENT, LOCAL_MODEL_SIZE, ApiDriver, running_stack
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
 from writer_images.events import Envelope, ImageGenerationRequested, RenditionRequest, make_event, utcnow
@@ -83,11 +92,11 @@ def images(first_id: int, count: int, provider: str = "local", model: str = "loc
 # --- (a) the direct loop ------------------------------------------------------------------------------
 
 
-def direct_loop(count: int) -> float:
+def direct_loop(count: int, size: tuple[int, int] = (SIZE, SIZE)) -> float:
     """Seconds to render + convert `count` images one after another in this process (one core)."""
     started = time.perf_counter()
     for image in images(0, count):
-        render_renditions(render_prompt_png(prompt_of(image.image_id), SIZE, SIZE), "jpg", PLAN)
+        render_renditions(render_prompt_png(prompt_of(image.image_id), *size), "jpg", PLAN)
     return time.perf_counter() - started
 
 
@@ -136,18 +145,16 @@ class CpuMeter:
     machine, unlike wall time). A process that appears in between counts from its birth."""
 
     dsn: str
-    session_id: int
+    sessions: dict[str, int]  # name → session id of a service process (the leader's pid)
     extra: dict[str, list[int]]
     _before: dict[int, float] = field(default_factory=dict)
 
     async def groups(self) -> dict[str, list[int]]:
-        service = session_pids(self.session_id)
-        return {
-            "service main process": [self.session_id],
-            "service workers": [p for p in service if p != self.session_id],
-            "postgres backends": await backend_pids(self.dsn),
-            **self.extra,
-        }
+        groups: dict[str, list[int]] = {}
+        for name, session_id in self.sessions.items():
+            groups[f"{name} main process"] = [session_id]
+            groups[f"{name} workers"] = [p for p in session_pids(session_id) if p != session_id]
+        return {**groups, "postgres backends": await backend_pids(self.dsn), **self.extra}
 
     async def start(self) -> None:
         self._before = {pid: cpu_seconds(pid) for pids in (await self.groups()).values() for pid in pids}
@@ -332,7 +339,8 @@ async def run_pipeline(driver: PipelineDriver, batch: list[BenchImage], timeout_
     started = time.perf_counter()
     await driver.submit(batch)
     done = await driver.wait_generated(batch, timeout_s)
-    seconds = max(done.values()) - started
+    # A driver that watches a read model knows when it first showed everything; that ends the run.
+    seconds = (getattr(driver, "last_seen_at", None) or max(done.values())) - started
     submitted = getattr(driver, "submitted_at", {})
     latencies = [done[i] - submitted[i] for i in done if i in submitted]
     return PipelineRun(seconds, latencies)
@@ -354,7 +362,8 @@ async def generator_pipeline(
             warm_up = images(900_000, 2 * workers, *_provider_of(settings))
             await run_pipeline(driver, warm_up, 120)  # group joined, pool workers started, code paths warm
             assert process.process is not None and tansu.process is not None
-            yield Pipeline(driver, CpuMeter(dsn, process.process.pid, {"broker": [tansu.process.pid]}))
+            meter = CpuMeter(dsn, {"service": process.process.pid}, {"broker": [tansu.process.pid]})
+            yield Pipeline(driver, meter)
         finally:
             await driver.stop()
             await asyncio.to_thread(process.stop)
@@ -367,7 +376,9 @@ def _provider_of(settings: dict[str, Any]) -> tuple[str, str]:
 # --- (b) the Celery + Redis peer ------------------------------------------------------------------------
 
 
-async def celery_peer(server: str, workdir: Path, count: int, workers: int) -> tuple[float, dict[str, float]]:
+async def celery_peer(
+    server: str, workdir: Path, count: int, workers: int, size: tuple[int, int] = (SIZE, SIZE)
+) -> tuple[float, dict[str, float]]:
     """Seconds (and core-ms per image) for the Celery pool to render, store and mark `count` images."""
     from bench.celery_peer import app
 
@@ -401,12 +412,12 @@ async def celery_peer(server: str, workdir: Path, count: int, workers: int) -> t
         )
         await asyncio.to_thread(worker.start)
         try:
-            await _celery_batch(app, conn, images(900_000, 4 * workers), timeout_s=120)  # warm-up
+            await _celery_batch(app, conn, images(900_000, 4 * workers), size, timeout_s=120)  # warm-up
             assert worker.process is not None
-            meter = CpuMeter(dsn, worker.process.pid, {"redis": _redis_pids()})
+            meter = CpuMeter(dsn, {"service": worker.process.pid}, {"redis": _redis_pids()})
             await meter.start()
             started = time.perf_counter()
-            await _celery_batch(app, conn, images(0, count), timeout_s=600)
+            await _celery_batch(app, conn, images(0, count), size, timeout_s=600)
             seconds = time.perf_counter() - started
             return seconds, await meter.stop(per=count)
         finally:
@@ -419,13 +430,13 @@ def _redis_pids() -> list[int]:
 
 
 async def _celery_batch(
-    app: Any, conn: asyncpg.Connection, batch: list[BenchImage], timeout_s: float
+    app: Any, conn: asyncpg.Connection, batch: list[BenchImage], size: tuple[int, int], timeout_s: float
 ) -> None:
     await conn.executemany(
         "INSERT INTO peer_images (id, status) VALUES ($1, 'queued')", [(image.image_id,) for image in batch]
     )
     for image in batch:
-        app.send_task("bench.generate_image", args=[image.image_id, prompt_of(image.image_id), SIZE, SIZE])
+        app.send_task("bench.generate_image", args=[image.image_id, prompt_of(image.image_id), *size])
     ids = [image.image_id for image in batch]
     deadline = time.perf_counter() + timeout_s
     while await conn.fetchval(
@@ -444,64 +455,148 @@ def machine_load() -> str:
     return f"load average {one:.1f} (1 min) / {five:.1f} (5 min) on {os.cpu_count()} cores"
 
 
-async def local_figures(server: str, workdir: Path, count: int, workers: int) -> dict[str, Any]:
-    direct_cpu = time.process_time()
-    direct_s = direct_loop(count)
-    direct_cpu_ms = (time.process_time() - direct_cpu) / count * 1000
-    direct_rate = count / direct_s
+@dataclass(frozen=True)
+class Baselines:
+    size: tuple[int, int]
+    direct_rate: float
+    direct_cpu_ms: float
+    peer_rate: float
+    peer_cpu: dict[str, float]
+
+
+def measure_direct(count: int, size: tuple[int, int]) -> tuple[float, float]:
+    """Images per second and core-ms per image of the one-core direct loop."""
+    cpu_before = time.process_time()
+    seconds = direct_loop(count, size)
+    return count / seconds, (time.process_time() - cpu_before) / count * 1000
+
+
+async def events_run(
+    server: str, workdir: Path, count: int, workers: int
+) -> tuple[PipelineRun, dict[str, float]]:
     async with generator_pipeline(
         server, workdir, workers=workers, job_concurrency=32, per_account_limit=32
     ) as pipeline:
         await pipeline.meter.start()
         ours = await run_pipeline(pipeline.driver, images(0, count), timeout_s=900)
-        ours_cpu = await pipeline.meter.stop(per=count)
+        return ours, await pipeline.meter.stop(per=count)
+
+
+async def api_run(
+    server: str, workdir: Path, count: int, workers: int
+) -> tuple[PipelineRun, dict[str, float]]:
+    """images-api + generator as subprocesses; contents created through the API before the clock starts."""
+    stack_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=workdir))
+    generator_env = {
+        "WI_RENDER_WORKERS": str(workers),
+        "WI_JOB_CONCURRENCY": "32",
+        "WI_PER_ACCOUNT_LIMIT": "32",
+        "WI_DB_POOL_MAX": "20",
+    }
+    async with running_stack(server, stack_dir, ["images-api"]) as running:
+        # The generator's settings are its own: images-api must not see them (it would ignore them anyway).
+        await asyncio.to_thread(running.stack.start, "generator", **generator_env)
+        driver = ApiDriver(running.api)
+        warm_up = await driver.create_contents(2 * workers * IMAGES_PER_CONTENT, "Warm-up")
+        batch = await driver.create_contents(count, "Bench")
+        await run_pipeline(driver, warm_up, 120)  # group joined, pool workers started, code paths warm
+        processes = running.stack.processes
+        sessions = {name: p.process.pid for name, p in processes.items() if p.process is not None}
+        assert running.broker.process is not None
+        meter = CpuMeter(running.stack.database_url, sessions, {"broker": [running.broker.process.pid]})
+        await meter.start()
+        ours = await run_pipeline(driver, batch, timeout_s=900)
+        cpu = await meter.stop(per=count)
+        if len(ours.latencies_s) != count:
+            raise RuntimeError(f"only {len(ours.latencies_s)} of {count} images read as generated")
+        return ours, cpu
+
+
+DRIVERS = {
+    # name: (what is timed, image size, how it is run)
+    "events": ("request events → image.generated", (SIZE, SIZE), events_run),
+    "api": ("API request → read model shows generated", LOCAL_MODEL_SIZE, api_run),
+}
+
+
+async def local_figures(server: str, workdir: Path, count: int, workers: int, driver: str) -> dict[str, Any]:
+    path, size, run = DRIVERS[driver]
+    # Direct loop, then ours, then the peer, as before: a noisy neighbour is spread over all three.
+    direct_rate, direct_cpu_ms = measure_direct(count, size)
+    ours, ours_cpu = await run(server, workdir, count, workers)
+    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers, size)
+    base = Baselines(size, direct_rate, direct_cpu_ms, count / peer_s, peer_cpu)
+    return report(driver, path, count, workers, ours, ours_cpu, base)
+
+
+def report(
+    driver: str,
+    path: str,
+    count: int,
+    workers: int,
+    ours: PipelineRun,
+    ours_cpu: dict[str, float],
+    base: Baselines,
+) -> dict[str, Any]:
     ours_rate = count / ours.seconds
-    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers)
-    peer_rate = count / peer_s
+    width, height = base.size
     print(
-        f"local provider, {count} images {SIZE}×{SIZE}, {workers} render processes; {machine_load()}",
+        f"[{driver}] {path}: local provider, {count} images {width}×{height}, {workers} render processes; "
+        f"{machine_load()}",
         flush=True,
     )
     line_direct = ratio_line(
-        "generator vs direct loop", ours_rate, direct_rate, "one-core direct loop", "images/s", "≥ 1.5×"
+        f"[{driver}] pipeline vs direct loop",
+        ours_rate,
+        base.direct_rate,
+        "one-core direct loop",
+        "images/s",
+        "≥ 1.5×",
     )
     line_peer = ratio_line(
-        "generator vs Celery peer", ours_rate, peer_rate, "Celery + Redis pool", "images/s", "≥ 1.0×"
+        f"[{driver}] pipeline vs Celery peer",
+        ours_rate,
+        base.peer_rate,
+        "Celery + Redis pool",
+        "images/s",
+        "≥ 1.0×",
     )
     line_sanity = ratio_line(
-        "Celery peer vs direct loop",
-        peer_rate,
-        direct_rate,
+        f"[{driver}] Celery peer vs direct loop",
+        base.peer_rate,
+        base.direct_rate,
         "one-core direct loop",
         "images/s",
         "≈1.1× measured on an idle machine; lower means other load took cores",
     )
-    # Pipeline overhead per image: every core-millisecond the pipeline spent (generator, render workers,
+    # Pipeline overhead per image: every core-millisecond the pipeline spent (services, render workers,
     # Postgres backends, broker) beyond the render + conversion itself, measured from /proc, not wall time.
-    overhead_ms = ours_cpu["total"] - direct_cpu_ms
-    peer_overhead_ms = peer_cpu["total"] - direct_cpu_ms
+    overhead_ms = ours_cpu["total"] - base.direct_cpu_ms
+    peer_overhead_ms = base.peer_cpu["total"] - base.direct_cpu_ms
     print(
-        f"CPU per image: render + conversion {direct_cpu_ms:.2f} core-ms (direct loop); "
-        f"generator pipeline {ours_cpu['total']:.2f} core-ms → overhead {overhead_ms:.2f} core-ms {ours_cpu}; "
-        f"Celery peer {peer_cpu['total']:.2f} core-ms → overhead {peer_overhead_ms:.2f} core-ms {peer_cpu}",
+        f"[{driver}] CPU per image: render + conversion {base.direct_cpu_ms:.2f} core-ms (direct loop); "
+        f"pipeline {ours_cpu['total']:.2f} core-ms → overhead {overhead_ms:.2f} core-ms {ours_cpu}; "
+        f"Celery peer {base.peer_cpu['total']:.2f} core-ms → overhead {peer_overhead_ms:.2f} core-ms "
+        f"{base.peer_cpu}",
         flush=True,
     )
-    print(
-        f"request → image.generated latency with all {count} submitted at once: {summary_ms(ours.latencies_s)}"
-    )
+    print(f"[{driver}] {path} latency with all {count} submitted at once: {summary_ms(ours.latencies_s)}")
     return {
+        "path": path,
         "images": count,
+        "size": f"{width}x{height}",
         "workers": workers,
         "load": machine_load(),
-        "direct_images_per_s": round(direct_rate, 1),
-        "generator_images_per_s": round(ours_rate, 1),
-        "celery_images_per_s": round(peer_rate, 1),
-        "ratio_vs_direct": round(ours_rate / direct_rate, 2),
-        "ratio_vs_celery": round(ours_rate / peer_rate, 2),
-        "render_core_ms_per_image": round(direct_cpu_ms, 2),
-        "generator_core_ms_per_image": ours_cpu,
-        "generator_overhead_core_ms_per_image": round(overhead_ms, 2),
-        "celery_core_ms_per_image": peer_cpu,
+        "elapsed_s": round(ours.seconds, 2),
+        "direct_images_per_s": round(base.direct_rate, 1),
+        "pipeline_images_per_s": round(ours_rate, 1),
+        "celery_images_per_s": round(base.peer_rate, 1),
+        "ratio_vs_direct": round(ours_rate / base.direct_rate, 2),
+        "ratio_vs_celery": round(ours_rate / base.peer_rate, 2),
+        "render_core_ms_per_image": round(base.direct_cpu_ms, 2),
+        "pipeline_core_ms_per_image": ours_cpu,
+        "pipeline_overhead_core_ms_per_image": round(overhead_ms, 2),
+        "celery_core_ms_per_image": base.peer_cpu,
         "celery_overhead_core_ms_per_image": round(peer_overhead_ms, 2),
         "latency": summary_ms(ours.latencies_s),
         "lines": [line_direct, line_peer, line_sanity],
@@ -581,6 +676,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--sequential-images", type=int, default=16)
     parser.add_argument("--openai-latency-s", type=float, default=2.0)
     parser.add_argument("--openai-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--drivers",
+        default="events,api",
+        help="local-provider runs, comma-separated: events (generator alone, 512×512), "
+        "api (images-api + generator, API request → read model, 1024×576: local-v1's only size)",
+    )
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--skip-openai", action="store_true")
     return parser.parse_args(argv)
@@ -592,8 +693,22 @@ def main(argv: list[str]) -> None:
         workdir = Path(tmp)
         with postgres_server(workdir) as server:
             result: dict[str, Any] = {}
-            if not args.skip_local:
-                result["local"] = asyncio.run(local_figures(server, workdir, args.images, args.workers))
+            drivers = [] if args.skip_local else [d.strip() for d in args.drivers.split(",") if d.strip()]
+            unknown = set(drivers) - set(DRIVERS)
+            if unknown:
+                raise SystemExit(f"unknown driver(s) {sorted(unknown)}; choose from {sorted(DRIVERS)}")
+            for driver in drivers:
+                # "local" keeps its name from before the api driver existed: results stay comparable.
+                key = "local" if driver == "events" else f"local_{driver}"
+                result[key] = asyncio.run(local_figures(server, workdir, args.images, args.workers, driver))
+            if "local" in result and "local_api" in result:
+                result["api_overhead_line"] = ratio_line(
+                    "pipeline overhead per image, API → read model",
+                    result["local_api"]["pipeline_overhead_core_ms_per_image"],
+                    result["local"]["pipeline_overhead_core_ms_per_image"],
+                    "generator alone (events)",
+                    "core-ms",
+                )
             if not args.skip_openai:
                 result["openai"] = asyncio.run(
                     openai_figures(

@@ -10,10 +10,18 @@
    plugin points at the sync service; an editor turns a published post into a draft through the REST API;
    latency runs from just before that REST call to the broker record's timestamp. Named baseline: the
    editor's REST call itself (with php -S the plugin delivers at shutdown, inside that call).
+3. Latency, change in WordPress → read model: images-api + publisher + sync as subprocesses (own broker and
+   database, `bench.stack_driver`), a real WordPress whose bridge plugin is configured with the site's
+   `webhook_secret`/`site_key` from images-api; a few contents published through the API; then N
+   publish↔draft changes made by the editor through the WordPress REST API, each timed from just before
+   the REST call to the first grouped-view poll (every ~10 ms) that shows the new `sync_status`. Same named
+   baseline: the editor's REST call alone.
+Phases are selectable: `python -m bench.bench_webhooks --phases read-model --changes 10`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -32,6 +40,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from bench.common import ratio_line, summary_ms, write_result
+from bench.stack_driver import ARTICLE, running_stack
 from sync.testing import PLUGIN_DIR, publish_site, signed_headers, sync_env, wait_for_site, webhook_body
 from writer_images import topics
 from writer_images.infra.broker import TansuBroker
@@ -39,6 +48,7 @@ from writer_images.infra.ports import free_port
 from writer_images.infra.postgres import DEFAULT_SERVER, create_database, drop_database
 from writer_images.kafka import ensure_topics
 from writer_images.testing.processes import ServiceProcess
+from writer_images.testing.stack import Api, configure_bridge
 from writer_images.testing.wordpress import start_wordpress_site
 
 CONNECTIONS = 2
@@ -288,24 +298,169 @@ async def _latency(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]:
     return {"change_to_broker": ours, "rest_call": rest, "line": line}
 
 
-async def _run() -> dict[str, Any]:
+READ_MODEL_POSTS = 8
+SAME_POST_GAP_S = 1.1  # WordPress keeps whole seconds in modified_gmt: never two changes of a post in one
+
+
+async def _sync_status(api: Api, content_id: int) -> str | None:
+    page = await api.call("GET", "/v1/writer/images/content_images/", params={"page_size": 100})
+    return next(g["sync_status"] for g in page["results"] if g["content_id"] == content_id)
+
+
+async def _until_sync_status(api: Api, content_id: int, wanted: str, timeout_s: float = 30) -> float:
+    """perf_counter time of the first poll (every ~10 ms) that shows `wanted` in the grouped view."""
+    deadline = time.perf_counter() + timeout_s
+    while True:
+        status = await _sync_status(api, content_id)
+        if status == wanted:
+            return time.perf_counter()
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"content {content_id}: sync_status {status!r}, waiting for {wanted!r}")
+        await asyncio.sleep(0.01)
+
+
+async def _published_posts(api: Api, site_id: int, count: int) -> list[tuple[int, str]]:
+    """(content id, WordPress post id) of `count` contents published through the API."""
+    posts = []
+    for n in range(count):
+        content = await api.call(
+            "POST",
+            "/v1/writer/contents/",
+            expect=201,
+            json={"title": f"Latency {n}", "html": ARTICLE, "status": "published", "site_id": site_id},
+        )
+        published = await api.call(
+            "POST",
+            "/v1/publisher/publish/",
+            params={"wait": "true"},
+            expect=200,
+            json={"content_id": content["id"], "destinations": ["wordpress"], "allow_missing_images": True},
+        )
+        assert published["sync_status"] == "published", published
+        posts.append((content["id"], str(published["external_id"])))
+    return posts
+
+
+async def _read_model_latency(workdir: Path, changes: int) -> dict[str, Any]:
+    """Change in WordPress → the grouped view shows the new sync_status, through every service on the path:
+    WordPress + bridge plugin → sync → broker → images-api's projection → the read model, polled over HTTP
+    as the page would. The generator is not on this path (images are allowed to be missing)."""
+    services = ["images-api", "publisher", "sync"]
+    async with running_stack(DEFAULT_SERVER, workdir / "stack", services) as running:
+        sync_webhook = f"{running.stack.url('sync')}/v1/sync/wordpress/webhook"
+        api = running.api
+        with start_wordpress_site(
+            workdir / "wordpress-stack", bridge_plugin=PLUGIN_DIR, webhook_url=sync_webhook
+        ) as wordpress:
+            site = await api.call(
+                "POST",
+                "/v1/sites/",
+                expect=201,
+                json={
+                    "name": "Bench blog",
+                    "base_url": wordpress.base_url,
+                    "username": wordpress.admin_user,
+                    "application_password": wordpress.app_password,
+                },
+            )
+            configure_bridge(
+                wordpress.root_dir / "wp-config.php",
+                webhook_url=sync_webhook,
+                secret=site["webhook_secret"],
+                site_key=site["site_key"],
+            )
+            posts = await _published_posts(api, site["id"], READ_MODEL_POSTS)
+            status = {content_id: "published" for content_id, _ in posts}
+            changed_at = {content_id: 0.0 for content_id, _ in posts}
+            latencies: list[float] = []
+            rest_calls: list[float] = []
+            after_rest: list[float] = []
+            async with httpx.AsyncClient(
+                base_url=wordpress.rest_url, auth=wordpress.editor_auth, timeout=30
+            ) as wp:
+                # The first round of changes is warm-up: sync learns the site, every consumer has joined.
+                for n in range(READ_MODEL_POSTS + changes):
+                    content_id, post_id = posts[n % READ_MODEL_POSTS]
+                    wanted = "draft" if status[content_id] == "published" else "published"
+                    await asyncio.sleep(
+                        max(0.0, changed_at[content_id] + SAME_POST_GAP_S - time.perf_counter())
+                    )
+                    started = time.perf_counter()
+                    response = await wp.post(
+                        f"/wp/v2/posts/{post_id}",
+                        json={"status": "draft" if wanted == "draft" else "publish"},
+                    )
+                    rest_s = time.perf_counter() - started
+                    assert response.status_code == 200, response.text
+                    seen = await _until_sync_status(
+                        api, content_id, wanted, timeout_s=60 if n < READ_MODEL_POSTS else 30
+                    )
+                    status[content_id], changed_at[content_id] = wanted, started
+                    if n >= READ_MODEL_POSTS:
+                        latencies.append(seen - started)
+                        rest_calls.append(rest_s)
+                        after_rest.append(seen - started - rest_s)
+    ours, rest, tail = summary_ms(latencies), summary_ms(rest_calls), summary_ms(after_rest)
+    print(
+        f"change in WordPress → grouped view shows the new sync_status: p50 {ours['p50_ms']} ms, "
+        f"p99 {ours['p99_ms']} ms ({ours['n']} publish↔draft changes over {READ_MODEL_POSTS} posts, "
+        f"polled every 10 ms); after the REST call returned: p50 {tail['p50_ms']} ms, p99 {tail['p99_ms']} ms",
+        flush=True,
+    )
+    line_p50 = ratio_line(
+        "read-model latency p50", ours["p50_ms"], rest["p50_ms"], "the editor's REST call alone (p50)", "ms"
+    )
+    line_p99 = ratio_line(
+        "read-model latency p99", ours["p99_ms"], rest["p99_ms"], "the editor's REST call alone (p99)", "ms"
+    )
+    return {
+        "change_to_read_model": ours,
+        "rest_call": rest,
+        "after_rest_call": tail,
+        "lines": [line_p50, line_p99],
+    }
+
+
+PHASES = ("throughput", "latency", "read-model")
+
+
+async def _run(phases: list[str], changes: int) -> dict[str, Any]:
     database = f"wi_bench_webhooks_{uuid.uuid4().hex[:8]}"
     dsn = await create_database(DEFAULT_SERVER, database)
     try:
         with TansuBroker() as broker, tempfile.TemporaryDirectory(prefix="bench-webhooks-") as tmp:
             await ensure_topics(broker.bootstrap, 3)
             workdir = Path(tmp)
-            throughput = await _throughput(workdir, broker.bootstrap, dsn)
-            latency = await _latency(workdir, broker.bootstrap, dsn)
-            return {"throughput": throughput, "latency": latency}
+            result: dict[str, Any] = {}
+            if "throughput" in phases:
+                result["throughput"] = await _throughput(workdir, broker.bootstrap, dsn)
+            if "latency" in phases:
+                result["latency"] = await _latency(workdir, broker.bootstrap, dsn)
+            if "read-model" in phases:
+                result["read_model_latency"] = await _read_model_latency(workdir, changes)
+            return result
     finally:
         await drop_database(DEFAULT_SERVER, database)
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench webhooks")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from {PHASES}")
+    parser.add_argument(
+        "--changes", type=int, default=40, help="publish↔draft changes timed to the read model"
+    )
+    args = parser.parse_args(argv)
+    args.phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if unknown := set(args.phases) - set(PHASES):
+        parser.error(f"unknown phase(s) {sorted(unknown)}")
+    return args
+
+
 def main(argv: list[str]) -> None:
+    args = parse(argv)
     os.chdir(ROOT)
     sys.path.insert(0, str(ROOT))
-    result = asyncio.run(_run())
+    result = asyncio.run(_run(args.phases, args.changes))
     write_result("webhooks", result)
 
 

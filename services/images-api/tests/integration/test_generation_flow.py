@@ -254,3 +254,51 @@ async def test_sweeper_rerequests_then_fails_overdue_items(app: FastAPI, tenant:
     assert "timed out" in task["items"][0]["error"]
     image = (await tenant.viewer.get(f"/v1/writer/images/{image_id}/")).json()["data"]
     assert image["status"] == "failed"
+
+
+async def test_queued_progress_keeps_the_item_queued_until_generation_starts(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    content = await tenant.content()
+    image_id = content["images"][0]["id"]
+    started = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content["id"]}
+    )
+    task_id = started.json()["data"]["task_id"]
+    records = await collect(
+        kafka_bootstrap,
+        [topics.IMAGE_GENERATION_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
+        until=lambda kept: len(kept) >= 1,
+    )
+    request = events.decode_envelope(records[0].value)[1]
+    assert isinstance(request, events.ImageGenerationRequested)
+
+    def progress(stage: str, percent: int) -> events.OutgoingEvent:
+        payload = events.ImageGenerationProgress(
+            task_id=uuid.UUID(task_id),
+            image_id=image_id,
+            content_id=content["id"],
+            revision=request.revision,
+            stage=stage,
+            percent=percent,  # type: ignore[arg-type]
+        )
+        return make_event(payload, account_id=tenant.account_id, correlation_id="t")
+
+    async def item() -> dict[str, Any]:
+        task = (await tenant.editor.get(f"/v1/tasks/{task_id}/")).json()["data"]
+        return dict(task["items"][0])
+
+    await _publish(kafka_bootstrap, [progress("queued", 0)])
+    for _ in range(100):
+        if (await item())["stage"] == "queued":
+            break
+        await asyncio.sleep(0.05)
+    assert (await item())["state"] == "queued"
+
+    await _publish(kafka_bootstrap, [progress("generating", 10)])
+    for _ in range(100):
+        if (await item())["state"] == "generating":
+            break
+        await asyncio.sleep(0.05)
+    assert (await item())["state"] == "generating"

@@ -22,9 +22,12 @@ log = get_logger(__name__)
 async def on_progress(conn: asyncpg.Connection, event: IncomingEvent) -> None:
     p = event.payload
     assert isinstance(p, events.ImageGenerationProgress)
+    # "queued" only says the generator accepted the request: the item stays queued until work starts.
+    started = p.stage != "queued"
     updated = await conn.execute(
         """
-        UPDATE task_items SET state = 'generating', stage = $4, percent = greatest(percent, $5), updated_at = now()
+        UPDATE task_items SET state = CASE WHEN $6 THEN 'generating' ELSE state END, stage = $4,
+               percent = greatest(percent, $5), updated_at = now()
         WHERE task_id = $1 AND image_id = $2 AND revision = $3 AND state IN ('queued', 'generating')
         """,
         p.task_id,
@@ -32,15 +35,17 @@ async def on_progress(conn: asyncpg.Connection, event: IncomingEvent) -> None:
         p.revision,
         p.stage,
         p.percent,
+        started,
     )
-    await conn.execute(
-        """
-        UPDATE images SET status = 'generating', updated_at = now()
-        WHERE id = $1 AND revision = $2 AND status = 'queued'
-        """,
-        p.image_id,
-        p.revision,
-    )
+    if started:
+        await conn.execute(
+            """
+            UPDATE images SET status = 'generating', updated_at = now()
+            WHERE id = $1 AND revision = $2 AND status = 'queued'
+            """,
+            p.image_id,
+            p.revision,
+        )
     if updated != "UPDATE 0":
         await refresh_task(conn, p.task_id)
 

@@ -1,0 +1,221 @@
+"""The product as real processes for benchmarks: its own broker and database, the chosen services, an owner
+logged in through the API; plus the driver that generates images the way the page does (API request →
+read model shows generated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from writer_images.infra.broker import TansuBroker
+from writer_images.infra.ports import free_port
+from writer_images.infra.postgres import create_database, drop_database
+from writer_images.kafka import ensure_topics
+from writer_images.testing.plugin import short_group_timeouts
+from writer_images.testing.stack import DEMO_EMAIL, DEMO_PASSWORD, SERVICES, Api, Stack, create_owner
+
+PARTITIONS = 3
+# Three H2s: with max_in_article_images 3, every content gets a featured and three in-article slots.
+ARTICLE = (
+    "<p>Intro</p><h2>Where to stay</h2><p>…</p><h2>What to eat</h2><p>…</p><h2>Getting around</h2><p>…</p>"
+)
+IMAGES_PER_CONTENT = 4
+# The only local model; images-api asks it for its widest size (images_api.settings.MODEL_SIZES).
+LOCAL_MODEL_SIZE = (1024, 576)
+T = TypeVar("T")
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    broker: TansuBroker
+    api: Api
+
+
+@contextlib.asynccontextmanager
+async def running_stack(
+    server: str, workdir: Path, services: Sequence[str], **env: str
+) -> AsyncIterator[RunningStack]:
+    """`services` started as subprocesses (same environment as tests/conftest.py, quieter logs), an owner
+    created with the CLI and logged in; everything stopped and dropped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = f"wi_bench_stack_{uuid.uuid4().hex[:10]}"
+    database_url = await create_database(server, name)
+    ports = {service: free_port() for service in SERVICES}
+    try:
+        with TansuBroker(log_path=workdir / "tansu.log") as broker:
+            await ensure_topics(broker.bootstrap, PARTITIONS)
+            stack = Stack(
+                bootstrap=broker.bootstrap,
+                database_url=database_url,
+                blob_dir=workdir / "blobs",
+                log_dir=workdir,
+                env={
+                    "WI_DATABASE_URL": database_url,
+                    "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
+                    "WI_KAFKA_PARTITIONS": str(PARTITIONS),
+                    "WI_BLOB_DIR": str(workdir / "blobs"),
+                    "WI_ALLOW_PRIVATE_URLS": "true",
+                    "WI_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['images-api']}",
+                    "WI_JOB_POLL_INTERVAL_S": "0.2",
+                    "WI_LOG_LEVEL": "WARNING",
+                    **short_group_timeouts(),
+                    **env,
+                },
+                ports=ports,
+            )
+            try:
+                for service in services:
+                    await asyncio.to_thread(stack.start, service)
+                await asyncio.to_thread(create_owner, stack)
+                async with httpx.AsyncClient(base_url=stack.api, timeout=60) as client:
+                    login = await client.post(
+                        "/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
+                    )
+                    login.raise_for_status()
+                    client.headers["Authorization"] = f"Bearer {login.json()['data']['access_token']}"
+                    yield RunningStack(stack, broker, Api(client))
+            finally:
+                await asyncio.to_thread(stack.stop_all)
+    finally:
+        await drop_database(server, name)
+
+
+async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], concurrency: int) -> list[T]:
+    """Run the calls with at most `concurrency` in flight (a browser's few connections, not a flood)."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(call: Callable[[], Awaitable[T]]) -> T:
+        async with gate:
+            return await call()
+
+    return list(await asyncio.gather(*(one(call) for call in calls)))
+
+
+async def use_local_provider(api: Api) -> None:
+    await api.call(
+        "PUT",
+        "/v1/system/integrations/image_generation/",
+        json={
+            "provider": "local",
+            "model": "local-v1",
+            "image_type": "featured",
+            "max_in_article_images": IMAGES_PER_CONTENT - 1,
+            "image_format": "jpg",
+            "desktop_enabled": True,
+            "mobile_enabled": True,
+        },
+    )
+
+
+async def complete_contents(api: Api) -> int:
+    page = await api.call(
+        "GET", "/v1/writer/images/content_images/", params={"overall_status": "complete", "page_size": 1}
+    )
+    return int(page["count"])
+
+
+@dataclass(frozen=True)
+class ApiImage:
+    image_id: int
+    content_id: int
+
+
+@dataclass
+class ApiDriver:
+    """Generates images as the page does: one `generate_images` request per content, then the grouped
+    view polled until every content reads `complete`.
+
+    Per-image completion comes from each image's `generated_at` (set by the projection's transaction, on
+    this machine's clock); the run ends when a poll of the read model first shows every content complete.
+    """
+
+    api: Api
+    concurrency: int = 4
+    poll_interval_s: float = 0.05
+    submitted_at: dict[int, float] = field(default_factory=dict)
+    last_seen_at: float | None = None
+    _complete_before: int = 0
+    # perf_counter and wall-clock readings of the same instant, to place server timestamps on our clock.
+    _wall_minus_perf: float = field(default_factory=lambda: time.time() - time.perf_counter())
+
+    async def create_contents(self, images: int, title: str) -> list[ApiImage]:
+        await use_local_provider(self.api)
+
+        async def create(n: int) -> list[ApiImage]:
+            content = await self.api.call(
+                "POST",
+                "/v1/writer/contents/",
+                expect=201,
+                json={"title": f"{title} {n}", "html": ARTICLE, "status": "draft"},
+            )
+            slots = sorted(content["images"], key=lambda i: (i["image_type"] != "featured", i["position"]))
+            assert len(slots) == IMAGES_PER_CONTENT, slots
+            return [ApiImage(i["id"], content["id"]) for i in slots]
+
+        contents = -(-images // IMAGES_PER_CONTENT)
+        made = await bounded([lambda n=n: create(n) for n in range(contents)], self.concurrency)
+        return [image for content in made for image in content][:images]
+
+    async def submit(self, batch: Sequence[ApiImage]) -> None:
+        self._complete_before = await complete_contents(self.api)
+        self.last_seen_at = None
+
+        async def generate(content_id: int, ids: list[int]) -> None:
+            at = time.perf_counter()
+            for image_id in ids:
+                self.submitted_at[image_id] = at
+            await self.api.call(
+                "POST",
+                "/v1/writer/images/generate_images/",
+                expect=202,
+                json={"ids": ids, "content_id": content_id},
+            )
+
+        await bounded(
+            [lambda c=c, ids=ids: generate(c, ids) for c, ids in _by_content(batch).items()], self.concurrency
+        )
+
+    async def wait_generated(self, batch: Sequence[ApiImage], timeout_s: float) -> dict[int, float]:
+        wanted = self._complete_before + len(_by_content(batch))
+        deadline = time.perf_counter() + timeout_s
+        seen = 0
+        while seen < wanted:
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"{seen - self._complete_before} contents complete after {timeout_s}s")
+            await asyncio.sleep(self.poll_interval_s)
+            seen = await complete_contents(self.api)
+        self.last_seen_at = time.perf_counter()
+        return await self._generated_at(batch)
+
+    async def _generated_at(self, batch: Sequence[ApiImage]) -> dict[int, float]:
+        wanted = {image.image_id for image in batch}
+
+        async def read(content_id: int) -> list[dict[str, Any]]:
+            content = await self.api.call("GET", f"/v1/writer/contents/{content_id}/")
+            return list(content["images"])
+
+        contents = await bounded([lambda c=c: read(c) for c in _by_content(batch)], self.concurrency)
+        return {
+            image["id"]: datetime.fromisoformat(image["generated_at"]).timestamp() - self._wall_minus_perf
+            for images in contents
+            for image in images
+            if image["id"] in wanted and image["status"] == "generated"
+        }
+
+
+def _by_content(batch: Iterable[ApiImage]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for image in batch:
+        grouped.setdefault(image.content_id, []).append(image.image_id)
+    return grouped
