@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -44,6 +44,15 @@ async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """One connection, one transaction: committed when the block exits normally."""
     async with pool.acquire() as conn, conn.transaction():
         yield conn
+
+
+def run_ddl(execute: Callable[[str], object], *ddl: str) -> None:
+    """Run DDL one statement at a time (for migrations: `run_ddl(op.execute, outbox_ddl(), jobs_ddl())`);
+    asyncpg prepares each statement, so one call may carry one command only."""
+    for block in ddl:
+        for statement in block.split(";"):
+            if statement.strip():
+                execute(statement)
 
 
 def sqlalchemy_url(dsn: str) -> str:

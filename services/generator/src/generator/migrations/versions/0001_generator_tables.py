@@ -7,6 +7,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
+from writer_images.db import run_ddl
 from writer_images.inbox import inbox_ddl
 from writer_images.jobs import jobs_ddl
 from writer_images.outbox import outbox_ddl
@@ -17,17 +18,8 @@ branch_labels = None
 depends_on = None
 
 
-def _execute_each(ddl: str) -> None:
-    # asyncpg prepares each statement: one command per execute.
-    for statement in ddl.split(";"):
-        if statement.strip():
-            op.execute(statement)
-
-
 def upgrade(schema: str) -> None:
-    _execute_each(outbox_ddl())
-    _execute_each(inbox_ddl())
-    _execute_each(jobs_ddl())
+    run_ddl(op.execute, outbox_ddl(), inbox_ddl(), jobs_ddl())
     # One row per generated (image, revision): the `image.generated` payload, re-emitted on a duplicate request.
     op.execute(
         """

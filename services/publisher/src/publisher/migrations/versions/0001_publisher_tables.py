@@ -7,6 +7,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
+from writer_images.db import run_ddl
 from writer_images.inbox import inbox_ddl
 from writer_images.jobs import jobs_ddl
 from writer_images.outbox import outbox_ddl
@@ -17,17 +18,8 @@ branch_labels = None
 depends_on = None
 
 
-def _execute_each(ddl: str) -> None:
-    # asyncpg prepares each statement: one command per execute.
-    for statement in ddl.split(";"):
-        if statement.strip():
-            op.execute(statement)
-
-
 def upgrade(schema: str) -> None:
-    _execute_each(outbox_ddl())
-    _execute_each(inbox_ddl())
-    _execute_each(jobs_ddl())
+    run_ddl(op.execute, outbox_ddl(), inbox_ddl(), jobs_ddl())
     # Site connections as images-api announced them; the application password stays sealed (Fernet).
     op.execute(
         """
@@ -48,7 +40,8 @@ def upgrade(schema: str) -> None:
     # One row per content + site: the WordPress post id is stored the moment WordPress returns it;
     # `create_attempts` is bumped (committed) before every post create, so a lookup made earlier can be trusted
     # only while it has not changed.
-    _execute_each(
+    run_ddl(
+        op.execute,
         """
         CREATE TABLE publications (
             publication_key text PRIMARY KEY,
@@ -67,7 +60,7 @@ def upgrade(schema: str) -> None:
             updated_at timestamptz NOT NULL DEFAULT now()
         );
         CREATE INDEX publications_content ON publications (content_id, site_id);
-        """
+        """,
     )
     # Media ledger: one WordPress media item per (site, image bytes). A row with `media_id IS NULL` and
     # `upload_attempts > 0` is an upload a crash may have finished on WordPress: look it up before uploading.
@@ -88,5 +81,5 @@ def upgrade(schema: str) -> None:
 
 
 def downgrade(schema: str) -> None:
-    _execute_each("DROP TABLE media; DROP TABLE publications; DROP TABLE sites; DROP TABLE jobs;")
-    _execute_each("DROP TABLE inbox; DROP TABLE outbox;")
+    run_ddl(op.execute, "DROP TABLE media; DROP TABLE publications; DROP TABLE sites; DROP TABLE jobs;")
+    run_ddl(op.execute, "DROP TABLE inbox; DROP TABLE outbox;")
