@@ -8,23 +8,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-
 from writer_images.infra.broker import TansuBroker
-from writer_images.infra.ports import free_port
-from writer_images.infra.postgres import create_database, drop_database
-from writer_images.kafka import ensure_topics
-from writer_images.testing.plugin import short_group_timeouts
-from writer_images.testing.stack import DEMO_EMAIL, DEMO_PASSWORD, SERVICES, Api, Stack, create_owner
+from writer_images.testing.stack import Api, Stack, owner_session, started_stack
 
-PARTITIONS = 3
 # Three H2s: with max_in_article_images 3, every content gets a featured and three in-article slots.
 ARTICLE = (
     "<p>Intro</p><h2>Where to stay</h2><p>…</p><h2>What to eat</h2><p>…</p><h2>Getting around</h2><p>…</p>"
@@ -46,49 +38,13 @@ class RunningStack:
 async def running_stack(
     server: str, workdir: Path, services: Sequence[str], **env: str
 ) -> AsyncIterator[RunningStack]:
-    """`services` started as subprocesses (same environment as tests/conftest.py, quieter logs), an owner
-    created with the CLI and logged in; everything stopped and dropped on exit."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    name = f"wi_bench_stack_{uuid.uuid4().hex[:10]}"
-    database_url = await create_database(server, name)
-    ports = {service: free_port() for service in SERVICES}
-    try:
-        with TansuBroker(log_path=workdir / "tansu.log") as broker:
-            await ensure_topics(broker.bootstrap, PARTITIONS)
-            stack = Stack(
-                bootstrap=broker.bootstrap,
-                database_url=database_url,
-                blob_dir=workdir / "blobs",
-                log_dir=workdir,
-                env={
-                    "WI_DATABASE_URL": database_url,
-                    "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
-                    "WI_KAFKA_PARTITIONS": str(PARTITIONS),
-                    "WI_BLOB_DIR": str(workdir / "blobs"),
-                    "WI_ALLOW_PRIVATE_URLS": "true",
-                    "WI_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['images-api']}",
-                    "WI_JOB_POLL_INTERVAL_S": "0.2",
-                    "WI_LOG_LEVEL": "WARNING",
-                    **short_group_timeouts(),
-                    **env,
-                },
-                ports=ports,
-            )
-            try:
-                for service in services:
-                    await asyncio.to_thread(stack.start, service)
-                await asyncio.to_thread(create_owner, stack)
-                async with httpx.AsyncClient(base_url=stack.api, timeout=60) as client:
-                    login = await client.post(
-                        "/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD}
-                    )
-                    login.raise_for_status()
-                    client.headers["Authorization"] = f"Bearer {login.json()['data']['access_token']}"
-                    yield RunningStack(stack, broker, Api(client))
-            finally:
-                await asyncio.to_thread(stack.stop_all)
-    finally:
-        await drop_database(server, name)
+    """`services` started as subprocesses (the tests' stack, quieter logs) and a logged-in owner."""
+    async with (
+        started_stack(server, workdir, services, WI_LOG_LEVEL="WARNING", **env) as stack,
+        owner_session(stack) as api,
+    ):
+        assert stack.broker is not None
+        yield RunningStack(stack, stack.broker, api)
 
 
 async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], concurrency: int) -> list[T]:

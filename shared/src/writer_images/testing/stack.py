@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from writer_images.infra.broker import TansuBroker
+from writer_images.infra.ports import free_port
+from writer_images.infra.postgres import create_database, drop_database
+from writer_images.kafka import ensure_topics
+from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
 
 SERVICES = {"images-api": "images_api", "generator": "generator", "publisher": "publisher", "sync": "sync"}
@@ -29,6 +37,7 @@ class Stack:
     env: dict[str, str]
     ports: dict[str, int]
     processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    broker: TansuBroker | None = None
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -125,3 +134,59 @@ def configure_bridge(wp_config: Path, *, webhook_url: str, secret: str, site_key
         text, count = re.subn(rf"define\('{name}', .*?\);", lambda _: replacement, text)  # noqa: B023
         assert count == 1, f"{name} not found in {wp_config}"
     wp_config.write_text(text)
+
+
+PARTITIONS = 3
+
+
+@contextlib.asynccontextmanager
+async def started_stack(
+    server_dsn: str, workdir: Path, services: Sequence[str] = tuple(SERVICES), **env: str
+) -> AsyncIterator[Stack]:
+    """The product as processes: its own tansu broker and database, `services` started and healthy,
+    test-friendly timings (overridable through `env`); everything stopped and dropped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    name = f"wi_stack_{uuid.uuid4().hex[:10]}"
+    database_url = await create_database(server_dsn, name)
+    ports = {service: free_port() for service in SERVICES}
+    try:
+        with TansuBroker(log_path=workdir / "tansu.log") as broker:
+            await ensure_topics(broker.bootstrap, PARTITIONS)
+            stack = Stack(
+                bootstrap=broker.bootstrap,
+                database_url=database_url,
+                blob_dir=workdir / "blobs",
+                log_dir=workdir,
+                env={
+                    "WI_DATABASE_URL": database_url,
+                    "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
+                    "WI_KAFKA_PARTITIONS": str(PARTITIONS),
+                    "WI_BLOB_DIR": str(workdir / "blobs"),
+                    "WI_ALLOW_PRIVATE_URLS": "true",
+                    "WI_PUBLIC_BASE_URL": f"http://127.0.0.1:{ports['images-api']}",
+                    "WI_JOB_POLL_INTERVAL_S": "0.2",
+                    **short_group_timeouts(),
+                    **env,
+                },
+                ports=ports,
+                broker=broker,
+            )
+            try:
+                for service in services:
+                    await asyncio.to_thread(stack.start, service)
+                yield stack
+            finally:
+                await asyncio.to_thread(stack.stop_all)
+    finally:
+        await drop_database(server_dsn, name)
+
+
+@contextlib.asynccontextmanager
+async def owner_session(stack: Stack, *, timeout_s: float = 60) -> AsyncIterator[Api]:
+    """An owner created with the CLI, logged in: an `Api` for the images-api."""
+    await asyncio.to_thread(create_owner, stack)
+    async with httpx.AsyncClient(base_url=stack.api, timeout=timeout_s) as client:
+        login = await client.post("/v1/auth/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
+        assert login.status_code == 200, login.text
+        client.headers["Authorization"] = f"Bearer {login.json()['data']['access_token']}"
+        yield Api(client)
