@@ -46,6 +46,7 @@ from writer_images.kafka import ensure_topics
 from writer_images.secrets import SecretBox
 from writer_images.settings import ServiceSettings
 from writer_images.testing.kafka_tools import collect
+from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
 from writer_images.testing.wordpress import WordPressSite, start_wordpress_site
 
@@ -187,8 +188,7 @@ async def _publisher(
             "WI_ALLOW_PRIVATE_URLS": "true",
             "WI_HTTP_PORT": str(port),
             "WI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
-            "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
-            "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+            **short_group_timeouts(),
         },
         log_path,
         health_url=f"http://127.0.0.1:{port}/readyz",
@@ -199,19 +199,25 @@ async def _publisher(
     await producer.start()
     try:
         await producer.send_and_wait(site_event.topic, site_event.value, key=site_event.key.encode())
-        await asyncio.sleep(1.0)  # the site connection is in place before the clock starts
+        wanted = {site_id + i + 1 for i in range(POSTS)}
+        # The reader joins its group before the clock starts, as the direct script's loop is ready too.
+        collecting = asyncio.create_task(
+            collect(
+                bootstrap,
+                [topics.CONTENT_PUBLISHED, topics.CONTENT_PUBLISH_FAILED],
+                until=lambda kept: (
+                    len({orjson.loads(r.value)["payload"]["content_id"] for r in kept}) >= POSTS
+                ),
+                keep=lambda r: orjson.loads(r.value)["payload"]["content_id"] in wanted,
+                timeout_s=600,
+            )
+        )
+        await asyncio.sleep(1.5)  # the site connection is in place and the reader has joined
         started = time.perf_counter()
         for event in requests:
             await producer.send(event.topic, event.value, key=event.key.encode())
         await producer.flush()
-        wanted = {site_id + i + 1 for i in range(POSTS)}
-        records = await collect(
-            bootstrap,
-            [topics.CONTENT_PUBLISHED, topics.CONTENT_PUBLISH_FAILED],
-            until=lambda kept: len({orjson.loads(r.value)["payload"]["content_id"] for r in kept}) >= POSTS,
-            keep=lambda r: orjson.loads(r.value)["payload"]["content_id"] in wanted,
-            timeout_s=600,
-        )
+        records = await collecting
         elapsed = time.perf_counter() - started
     finally:
         await producer.stop()

@@ -28,6 +28,7 @@ async def collect(
         enable_auto_commit=False,
         session_timeout_ms=2000,
         heartbeat_interval_ms=500,
+        fetch_max_wait_ms=20,  # tansu answers a waiting fetch only when the wait is over
     )
     await consumer.start()
     kept: list[ConsumerRecord[Any, Any]] = []
