@@ -72,7 +72,7 @@ async def open_resources(settings: ServiceSettings, schema: str, versions_dir: P
         broker=make_broker(settings.kafka_bootstrap, client_id=schema),
         producer=producer,
         outbox=outbox,
-        relay=OutboxRelay(pool, schema, producer),
+        relay=OutboxRelay(pool, schema, producer, linger_s=settings.outbox_linger_s),
         blobs=FilesystemBlobStore(settings.blob_dir),
     )
 

@@ -28,6 +28,9 @@ class ServiceSettings(BaseSettings):
     # Apache Kafka answers a waiting fetch as soon as data arrives; tansu waits the full time, so
     # local runs and tests set this low (20 ms) or every hop would cost up to this much latency.
     kafka_fetch_max_wait_ms: int = 500
+    # After a wake-up the outbox relay waits this long before claiming, so that many small transactions
+    # leave as one batch (Kafka's linger.ms, one level up); 0 relays at once.
+    outbox_linger_s: float = 0.0
     blob_dir: Path = Path("var/blobs")
     # Fernet key shared by the services that read site secrets (images-api writes, publisher/sync read).
     secrets_key: str = "b2XHj9u4m0sBSnw2tYQ8k0pQ5r1Wm9kq8v1mN3cZ7aE="

@@ -16,7 +16,6 @@ from sync.service.webhooks import SecretOpener, SiteDirectory
 from sync.settings import SyncSettings
 from writer_images import http
 from writer_images.consumer import EventConsumer, consumer_config
-from writer_images.outbox import OutboxRelay
 from writer_images.runtime import ServiceResources, close_resources, open_resources, ops_router, running
 from writer_images.secrets import SecretBox
 
@@ -32,10 +31,6 @@ def create_app(settings: SyncSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         resources = await open_resources(settings, SCHEMA, VERSIONS_DIR)
         try:
-            # Webhooks commit one event per transaction: relay them in small batches, not one by one.
-            resources.relay = OutboxRelay(
-                resources.pool, SCHEMA, resources.producer, linger_s=settings.outbox_linger_s
-            )
             secrets = SecretOpener(SecretBox(settings.secrets_key))
             EventConsumer(resources.broker, resources.pool, consumer_config(settings), handlers()).register()
             reconciler = Reconciler(resources.pool, resources.outbox, secrets, settings)

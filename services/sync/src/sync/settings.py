@@ -18,7 +18,7 @@ class SyncSettings(ServiceSettings):
 
     # The relay waits this long after a wake-up so that webhooks (one event per commit) go out in batches:
     # at a few hundred webhooks per second this halves the relay's share of the CPU, for +50 ms of latency.
-    outbox_linger_s: float = 0.05
+    outbox_linger_s: float = 0.05  # webhooks commit one event per transaction: relay them in small batches
 
     # Reconciler: every site is polled every `reconcile_interval_s`; failures back off per site.
     reconcile_enabled: bool = True
