@@ -165,9 +165,10 @@ async def _publish_with(
 ) -> None:
     async with deps.pool.acquire() as conn:
         state = await repo.start_publication(conn, request)
-    # The key lookup runs while the media upload; it is trusted later only if no create happened meanwhile.
     lookup = (
-        asyncio.create_task(_find_by_key(client, request.publication_key)) if state.post_id is None else None
+        asyncio.create_task(_find_by_key(client, request.publication_key))
+        if state.post_id is None and _must_look_up(client, state.create_attempts)
+        else None
     )
     try:
         post = await _publish_media_then_post(deps, client, job, envelope, request, state, lookup)
@@ -293,7 +294,7 @@ async def _create_or_update_post(
             now = await repo.publication_state(conn, request.publication_key)
             if now.post_id is not None and now.post_id != state.post_id:
                 post = await client.get_post(now.post_id)  # another attempt created it meanwhile
-            if post is None:
+            if post is None and _must_look_up(client, now.create_attempts):
                 early_lookup_valid = lookup is not None and now.create_attempts == state.create_attempts
                 post = await lookup if lookup is not None and early_lookup_valid else None
                 if not early_lookup_valid:
@@ -308,6 +309,14 @@ async def _create_or_update_post(
             await repo.store_post_id(conn, request.publication_key, post.id)
     # Updating a trashed post with a live status restores it.
     return await client.update_post(post.id, {**fields, **_key_fields(client, request.publication_key)})
+
+
+def _must_look_up(client: WordPressClient, create_attempts: int) -> bool:
+    """Look for a post by its key before creating one when a create was attempted for this key (attempts are
+    committed before the create, so a crash may have left a post we never stored), or while it is unknown
+    whether the site has the bridge plugin (the lookup finds out; a create needs to know how to mark the post).
+    The key lookup runs while the media upload, trusted only if no create happened meanwhile."""
+    return create_attempts > 0 or client.has_bridge_plugin is None
 
 
 async def _find_by_key(client: WordPressClient, publication_key: str) -> Post | None:
