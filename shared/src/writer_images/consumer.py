@@ -28,8 +28,8 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
-from writer_images import inbox, metrics
-from writer_images.events import Envelope, MalformedEventError, Payload, contract_for, decode_envelope, utcnow
+from writer_images import dlq, inbox, metrics
+from writer_images.events import Envelope, MalformedEventError, Payload, contract_for, decode_envelope
 from writer_images.logging import bound_context, get_logger
 from writer_images.retry import RetryPolicy
 from writer_images.settings import ServiceSettings
@@ -92,20 +92,19 @@ class DeadLetters:
             encoding = "json"
         except orjson.JSONDecodeError:
             original, encoding = base64.b64encode(value).decode(), "base64"
-        letter = {
-            "reason": reason,
-            "attempts": attempts,
-            "group_id": self._group_id,
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": record.key.decode(errors="replace") if record.key else None,
-            "failed_at": utcnow().isoformat(),
-            "original_encoding": encoding,
-            "original": original,
-        }
+        body = dlq.letter(
+            reason=reason,
+            attempts=attempts,
+            group_id=self._group_id,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key.decode(errors="replace") if record.key else None,
+            original=original,
+            original_encoding=encoding,
+        )
         await self._broker.publish(
-            orjson.dumps(letter),
+            orjson.dumps(body),
             topic=dlq_topic(record.topic),
             key=record.key,
             headers={"reason": reason[:200]},

@@ -17,10 +17,68 @@ import orjson
 import typer
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from writer_images.events import Envelope, OutgoingEvent, Payload, contract_for, make_event
+from writer_images.events import (
+    Envelope,
+    OutgoingEvent,
+    Payload,
+    contract_for,
+    make_event,
+    new_event_id,
+    utcnow,
+)
 from writer_images.outbox import kafka_producer
 from writer_images.settings import ServiceSettings
 from writer_images.topics import dlq_topic
+
+
+def letter(
+    *,
+    reason: str,
+    attempts: int,
+    group_id: str,
+    topic: str,
+    key: str | None,
+    original: Any,
+    original_encoding: str = "json",
+    partition: int | None = None,
+    offset: int | None = None,
+) -> dict[str, Any]:
+    """The one shape of a dead letter, whoever writes it (the consumer, or a job runner's last attempt)."""
+    return {
+        "reason": reason,
+        "attempts": attempts,
+        "group_id": group_id,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "key": key,
+        "failed_at": utcnow().isoformat(),
+        "original_encoding": original_encoding,
+        "original": original,
+    }
+
+
+def dead_letter_event(envelope: Envelope, *, reason: str, attempts: int, group_id: str) -> OutgoingEvent:
+    """A dead letter for an event whose work failed for good, to write through the outbox beside the
+    failure event (one transaction: the failure is visible in the API and the request is replayable)."""
+    contract = contract_for(envelope.type, envelope.version)
+    key = contract.key(envelope.typed_payload())
+    body = letter(
+        reason=reason,
+        attempts=attempts,
+        group_id=group_id,
+        topic=contract.topic,
+        key=key,
+        original=envelope.model_dump(mode="json"),
+    )
+    return OutgoingEvent(
+        event_id=new_event_id(),
+        type="dead_letter",
+        topic=dlq_topic(contract.topic),
+        key=key,
+        value=orjson.dumps(body),
+        correlation_id=envelope.correlation_id,
+    )
 
 
 @dataclass(frozen=True)

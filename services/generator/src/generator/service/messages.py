@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
-import orjson
-
+from writer_images.dlq import dead_letter_event
 from writer_images.events import (
     AiFunctionCalled,
     Envelope,
@@ -18,10 +17,7 @@ from writer_images.events import (
     OutgoingEvent,
     Payload,
     make_event,
-    new_event_id,
-    utcnow,
 )
-from writer_images.topics import dlq_topic
 
 Stage = Literal["queued", "generating", "storing"]
 _PERCENT: dict[Stage, int] = {"queued": 0, "generating": 10, "storing": 80}
@@ -116,22 +112,4 @@ def ai_function_called(
 
 def dead_letter(envelope: Envelope, *, reason: str, attempts: int, group_id: str) -> OutgoingEvent:
     """A DLQ record shaped like the consumer's own dead letters, carrying the original envelope."""
-    request_topic = "image.generation.requested"
-    letter: dict[str, Any] = {
-        "reason": reason,
-        "attempts": attempts,
-        "group_id": group_id,
-        "topic": request_topic,
-        "key": str(envelope.payload.get("content_id")),
-        "failed_at": utcnow().isoformat(),
-        "original_encoding": "json",
-        "original": envelope.model_dump(mode="json"),
-    }
-    return OutgoingEvent(
-        event_id=new_event_id(),
-        type="dead_letter",
-        topic=dlq_topic(request_topic),
-        key=str(envelope.payload.get("content_id")),
-        value=orjson.dumps(letter),
-        correlation_id=envelope.correlation_id,
-    )
+    return dead_letter_event(envelope, reason=reason, attempts=attempts, group_id=group_id)

@@ -16,11 +16,10 @@ import asyncio
 import contextlib
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 import asyncpg
-import orjson
 
 from publisher.adapters import repository as repo
 from publisher.adapters.wordpress import (
@@ -47,6 +46,7 @@ from publisher.domain.rules import (
 from writer_images import jobs
 from writer_images.blobstore import BlobNotFoundError, BlobStore
 from writer_images.consumer import IncomingEvent
+from writer_images.dlq import dead_letter_event
 from writer_images.events import (
     ContentPublished,
     ContentPublishFailed,
@@ -56,13 +56,11 @@ from writer_images.events import (
     PublishImage,
     SiteChanged,
     make_event,
-    new_event_id,
     utcnow,
 )
 from writer_images.logging import get_logger
 from writer_images.outbox import Outbox
 from writer_images.secrets import SecretBox
-from writer_images.topics import CONTENT_PUBLISH_REQUESTED, dlq_topic
 
 log = get_logger(__name__)
 
@@ -412,21 +410,6 @@ def _dead_letter(
     envelope: Envelope, request: ContentPublishRequested, failure: Failure, job: jobs.Job
 ) -> OutgoingEvent:
     """The same letter shape as the consumer's DLQ, written through the outbox (same transaction)."""
-    letter = {
-        "reason": failure.render(),
-        "attempts": job.attempts,
-        "group_id": CONSUMER_GROUP,
-        "topic": CONTENT_PUBLISH_REQUESTED,
-        "key": str(request.content_id),
-        "failed_at": datetime.now(UTC).isoformat(),
-        "original_encoding": "json",
-        "original": envelope.model_dump(mode="json"),
-    }
-    return OutgoingEvent(
-        event_id=new_event_id(),
-        type=dlq_topic(CONTENT_PUBLISH_REQUESTED),
-        topic=dlq_topic(CONTENT_PUBLISH_REQUESTED),
-        key=str(request.content_id),
-        value=orjson.dumps(letter),
-        correlation_id=envelope.correlation_id,
+    return dead_letter_event(
+        envelope, reason=failure.render(), attempts=job.attempts, group_id=CONSUMER_GROUP
     )
