@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -51,13 +51,7 @@ from generator.adapters.providers.local import render_prompt_png
 from writer_images.events import Envelope, ImageGenerationRequested, RenditionRequest, make_event, utcnow
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
-from writer_images.infra.postgres import (
-    DEFAULT_SERVER,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-    server_reachable,
-)
+from writer_images.infra.postgres import postgres_server, throwaway_database
 from writer_images.kafka import ensure_topics
 from writer_images.outbox import kafka_producer
 from writer_images.testing.fake_openai import FakeOpenAI, ok
@@ -170,28 +164,6 @@ class CpuMeter:
 
 
 # --- infrastructure -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def postgres_server(workdir: Path) -> Iterator[str]:
-    if asyncio.run(server_reachable(DEFAULT_SERVER)):
-        yield DEFAULT_SERVER
-        return
-    embedded = EmbeddedPostgres(workdir / "pgdata")
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
-
-
-@contextlib.asynccontextmanager
-async def database(server: str) -> AsyncIterator[str]:
-    name = f"wi_bench_{uuid.uuid4().hex[:10]}"
-    dsn = await create_database(server, name)
-    try:
-        yield dsn
-    finally:
-        await drop_database(server, name)
 
 
 @contextlib.asynccontextmanager
@@ -351,7 +323,7 @@ async def generator_pipeline(
     server: str, workdir: Path, *, workers: int, **settings: Any
 ) -> AsyncIterator[Pipeline]:
     """A broker, a database and a warmed-up generator process; yields the driver that feeds it."""
-    async with broker(workdir) as tansu, database(server) as dsn:
+    async with broker(workdir) as tansu, throwaway_database(server, "wi_bench") as dsn:
         bootstrap = tansu.bootstrap
         blob_dir = Path(tempfile.mkdtemp(prefix="blobs-", dir=workdir))
         process = generator_process(bootstrap, dsn, blob_dir, workdir, workers=workers, **settings)
@@ -383,7 +355,7 @@ async def celery_peer(
     from bench.celery_peer import app
 
     redis.Redis(host="127.0.0.1", port=6379, db=CELERY_REDIS_DB).flushdb()
-    async with database(server) as dsn:
+    async with throwaway_database(server, "wi_bench") as dsn:
         conn = await asyncpg.connect(dsn)
         await conn.execute(
             "CREATE TABLE peer_images (id int PRIMARY KEY, status text NOT NULL, blob_keys text[])"

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import time
-import uuid
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -22,13 +23,7 @@ from writer_images import events
 from writer_images.db import create_pool
 from writer_images.inbox import inbox_ddl
 from writer_images.infra.broker import TansuBroker
-from writer_images.infra.postgres import (
-    DEFAULT_SERVER,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-    server_reachable,
-)
+from writer_images.infra.postgres import postgres_server, throwaway_database
 from writer_images.kafka import ensure_topics
 from writer_images.outbox import Outbox, OutboxRelay, kafka_producer, outbox_ddl
 from writer_images.topics import TopicSpec
@@ -159,17 +154,12 @@ async def _steady_latency(pool: asyncpg.Pool, schema: str, bootstrap: str) -> li
     return [arrivals[k] - committed[k] for k in committed if k in arrivals]
 
 
-async def run() -> dict[str, Any]:
-    embedded = None
-    server = DEFAULT_SERVER
-    if not await server_reachable(server):
-        import tempfile
-        from pathlib import Path
+async def run(server: str) -> dict[str, Any]:
+    async with throwaway_database(server, "wi_bench") as dsn:
+        return await _run_on(dsn)
 
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg")
-        server = embedded.start()
-    name = f"wi_bench_{uuid.uuid4().hex[:8]}"
-    dsn = await create_database(server, name)
+
+async def _run_on(dsn: str) -> dict[str, Any]:
     schema = "bench_outbox"
     admin = await asyncpg.connect(dsn)
     await admin.execute(f"CREATE SCHEMA {schema}; SET search_path TO {schema};" + inbox_ddl())
@@ -190,9 +180,6 @@ async def run() -> dict[str, Any]:
             latencies = await _steady_latency(pool, schema, broker.bootstrap)
     finally:
         await pool.close()
-        await drop_database(server, name)
-        if embedded:
-            embedded.stop()
     bare, ours = max(bare_runs), max(ours_runs)
     line = ratio_line(
         "outbox relay throughput (commit → consumed, 10k)",
@@ -219,4 +206,5 @@ async def run() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    write_result("outbox", asyncio.run(run()))
+    with postgres_server(Path(tempfile.mkdtemp()) / "pgdata") as server:
+        write_result("outbox", asyncio.run(run(server)))

@@ -35,13 +35,7 @@ from writer_images.blobstore import FilesystemBlobStore
 from writer_images.events import make_event, utcnow
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
-from writer_images.infra.postgres import (
-    DEFAULT_SERVER,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-    server_reachable,
-)
+from writer_images.infra.postgres import postgres_server, throwaway_database
 from writer_images.kafka import ensure_topics
 from writer_images.secrets import SecretBox
 from writer_images.settings import ServiceSettings
@@ -229,16 +223,9 @@ async def _publisher(
     return POSTS / elapsed
 
 
-async def run() -> dict[str, Any]:
-    embedded = None
-    server = DEFAULT_SERVER
-    if not await server_reachable(server):
-        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg")
-        server = embedded.start()
-    name = f"wi_bench_{uuid.uuid4().hex[:8]}"
-    dsn = await create_database(server, name)
+async def run(server: str) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="bench-publishing-"))
-    try:
+    async with throwaway_database(server, "wi_bench") as dsn:
         with TansuBroker() as broker, contextlib.ExitStack() as sites:
             await ensure_topics(broker.bootstrap, 3)
 
@@ -256,10 +243,6 @@ async def run() -> dict[str, Any]:
                 fresh_site("publisher"), _images("publisher"), broker.bootstrap, dsn, work / "blobs"
             )
             print(f"publisher: {ours:.2f} posts/s", flush=True)
-    finally:
-        await drop_database(server, name)
-        if embedded:
-            embedded.stop()
     vs_sequential = ratio_line(
         "publisher vs sequential", ours, sequential, "sequential loop", "posts/s", "≥ 1.5×"
     )
@@ -287,4 +270,5 @@ async def run() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    write_result("publishing", asyncio.run(run()))
+    with postgres_server(Path(tempfile.mkdtemp()) / "pgdata") as server:
+        write_result("publishing", asyncio.run(run(server)))

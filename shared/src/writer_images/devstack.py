@@ -24,7 +24,7 @@ import httpx
 
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
-from writer_images.infra.postgres import ensure_database, resolve_server
+from writer_images.infra.postgres import ensure_database, postgres_server
 from writer_images.kafka import ensure_topics
 
 
@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
 
     var: Path = args.var.resolve()
     (var / "log").mkdir(parents=True, exist_ok=True)
-    embedded = None
+    postgres = contextlib.ExitStack()
     database_url = os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
     if not database_url:  # the local server if it answers, else a private cluster in var/pgdata
-        server, embedded = resolve_server(None, var / "pgdata")
+        server = postgres.enter_context(postgres_server(var / "pgdata"))
         database_url = asyncio.run(ensure_database(server, "writer_images"))
     broker = TansuBroker(port=args.kafka_port or free_port(), log_path=var / "log" / "tansu.log").start()
     asyncio.run(ensure_topics(broker.bootstrap, 3))
@@ -173,8 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         supervisor.stop()
         broker.stop()
-        if embedded:
-            embedded.stop()
+        postgres.close()
         print("stopped.")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,26 @@ class EmbeddedPostgres:
             self._server = None
 
 
-def resolve_server(configured: str | None, data_dir: Path) -> tuple[str, EmbeddedPostgres | None]:
-    """The server DSN to use: the configured one, else 127.0.0.1:5432 if it answers, else a private one."""
-    if configured:
-        return configured, None
+@contextlib.contextmanager
+def postgres_server(data_dir: Path) -> Iterator[str]:
+    """The server on 127.0.0.1:5432 when it answers, else a private cluster in `data_dir`, stopped on exit.
+    (Call outside a running event loop: it checks the server with its own.)"""
     if asyncio.run(server_reachable(DEFAULT_SERVER)):
-        return DEFAULT_SERVER, None
+        yield DEFAULT_SERVER
+        return
     embedded = EmbeddedPostgres(data_dir)
-    return embedded.start(), embedded
+    try:
+        yield embedded.start()
+    finally:
+        embedded.stop()
+
+
+@contextlib.asynccontextmanager
+async def throwaway_database(server: str, prefix: str = "wi_tmp") -> AsyncIterator[str]:
+    """A database of its own on `server`, dropped on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    dsn = await create_database(server, name)
+    try:
+        yield dsn
+    finally:
+        await drop_database(server, name)

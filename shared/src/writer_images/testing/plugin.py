@@ -6,7 +6,6 @@ skips: when a piece of infrastructure is missing, the fixture fails and says wha
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -15,13 +14,7 @@ from pathlib import Path
 import pytest
 
 from writer_images.infra.broker import TansuBroker
-from writer_images.infra.postgres import (
-    DEFAULT_SERVER,
-    EmbeddedPostgres,
-    create_database,
-    drop_database,
-    server_reachable,
-)
+from writer_images.infra.postgres import create_database, drop_database, postgres_server
 from writer_images.kafka import ensure_topics
 
 TEST_PARTITIONS = 3
@@ -34,14 +27,8 @@ def pg_server_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    if asyncio.run(server_reachable(DEFAULT_SERVER)):
-        yield DEFAULT_SERVER
-        return
-    embedded = EmbeddedPostgres(tmp_path_factory.mktemp("pgdata"))
-    try:
-        yield embedded.start()
-    finally:
-        embedded.stop()
+    with postgres_server(tmp_path_factory.mktemp("pgdata")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
