@@ -327,13 +327,26 @@ class FaultyProxy:
     ) -> None:
         self.target = target
         self.hits = 0
+        self.in_flight = 0
+        self.max_in_flight = 0
+        counting = threading.Lock()
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def _handle(self) -> None:
-                proxy.hits += 1
+                with counting:
+                    proxy.hits += 1
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    self._forward()
+                finally:
+                    with counting:
+                        proxy.in_flight -= 1
+
+            def _forward(self) -> None:
                 if delay_s:
                     time.sleep(delay_s)
                 length = int(self.headers.get("Content-Length") or 0)

@@ -33,7 +33,8 @@ def client_config(settings: PublisherSettings) -> ClientConfig:
         connect_timeout_s=settings.wp_connect_timeout_s,
         timeout_s=settings.wp_timeout_s,
         media_timeout_s=settings.wp_media_timeout_s,
-        max_connections=max(2, settings.per_site_limit * 2),
+        max_connections=settings.per_site_limit,
+        max_concurrent_requests=settings.per_site_limit,
         retry=settings.request_retry(),
         allow_private_urls=settings.allow_private_urls,
     )
@@ -62,7 +63,7 @@ def wire(resources: ServiceResources, settings: PublisherSettings) -> Publishing
     runner = JobRunner(
         resources.pool,
         resources.schema,
-        runner_config(settings, QUEUE, per_group_limit=settings.per_site_limit),
+        runner_config(settings, QUEUE, per_group_limit=settings.per_site_jobs),
         functools.partial(publish, deps),
         exhausted_handler(deps),
     )

@@ -14,8 +14,11 @@ class PublisherSettings(JobSettings):
     # One group for every publisher instance (docs/architecture.md); tests give each publisher under test its own.
     consumer_group: str = "publisher"
     db_pool_max: int = 20
-    # WordPress hosts fall over under bulk publishing: at most this many publish jobs per site at once.
+    # WordPress hosts fall over under bulk publishing: at most this many requests in flight per site.
     per_site_limit: int = 2
+    # Publish jobs per site at once: more than the request limit, so that one job's database work overlaps
+    # another's WordPress calls while the host still sees at most `per_site_limit` requests.
+    per_site_jobs: int = 4
     # Idempotent WordPress requests (reads, updates of a known id) are retried in place this many times.
     wp_request_attempts: int = 3
     wp_request_backoff_base_s: float = 0.25

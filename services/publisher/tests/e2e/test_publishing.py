@@ -111,6 +111,19 @@ async def test_scheduled_publish_creates_a_future_post(harness, bridged_site: Wo
     assert post["date_gmt"] == publish_at.replace(tzinfo=None).isoformat()
 
 
+async def test_a_bulk_publish_never_has_more_than_two_requests_in_flight_against_one_site(
+    harness, bridged_site: WordPressSite, faulty_proxy
+) -> None:
+    with faulty_proxy(bridged_site.base_url, delay_s=0.05) as watched_host:
+        site_id = await harness.add_site(bridged_site, base_url=watched_host.url)
+        contents = [await harness.content(site_id, in_article=1) for _ in range(8)]
+        await harness.send([harness.publish_requested(c) for c in contents])
+        outcomes = await harness.outcomes({c.content_id for c in contents}, timeout_s=120)
+
+    assert all(o[0]["_type"] == "content.published" for o in outcomes.values())
+    assert watched_host.max_in_flight == 2, "the per-site limit is what the host sees, whatever the jobs"
+
+
 def _total(site: WordPressSite, path: str, **params: str) -> int:
     with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
         response = client.get(path, params={**params, "per_page": "1"})

@@ -93,6 +93,8 @@ class ClientConfig:
     timeout_s: float = 30.0
     media_timeout_s: float = 120.0
     max_connections: int = 4
+    # What the host feels: at most this many requests in flight per site, whatever the number of jobs.
+    max_concurrent_requests: int = 2
     retry: RetryPolicy = RetryPolicy(max_attempts=3, base_s=0.25, max_s=5.0)  # noqa: RUF009 - frozen value
     allow_private_urls: bool = False
 
@@ -206,6 +208,7 @@ class WordPressClient:
         self._http = http
         self._api = site.base_url.rstrip("/") + "/wp-json"
         self.has_bridge_plugin: bool | None = None
+        self._in_flight = asyncio.Semaphore(config.max_concurrent_requests)
 
     # --- diagnosis ---------------------------------------------------------------------------
 
@@ -369,7 +372,8 @@ class WordPressClient:
         if timeout is not None:
             kwargs["timeout"] = httpx.Timeout(timeout, connect=self._config.connect_timeout_s)
         for _ in range(MAX_REDIRECTS + 1):
-            response = await self._http.request(method, url, **kwargs)
+            async with self._in_flight:
+                response = await self._http.request(method, url, **kwargs)
             if not response.is_redirect:
                 return response
             target = urljoin(url, response.headers.get("location", ""))
