@@ -8,24 +8,13 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from images_api.service.demo import render_demo_image
 from images_api.testing import Tenant
 from writer_images import events, topics
 from writer_images.events import make_event, utcnow
-from writer_images.testing.kafka_tools import collect
-
-
-async def _publish(bootstrap: str, outgoing: list[events.OutgoingEvent]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        for e in outgoing:
-            await producer.send_and_wait(e.topic, value=e.value, key=e.key.encode())
-    finally:
-        await producer.stop()
+from writer_images.testing.kafka_tools import collect, send_events
 
 
 async def _wait_task(client: httpx.AsyncClient, task_id: str, state: str = "completed") -> dict[str, Any]:
@@ -83,7 +72,7 @@ async def test_generate_emits_requests_and_projects_results(
     account = tenant.account_id
     by_image = {r.image_id: r for r in requests}  # type: ignore[attr-defined]
     ok_req, bad_req = by_image[ids[0]], by_image[ids[1]]
-    await _publish(
+    await send_events(
         kafka_bootstrap,
         [
             make_event(
@@ -175,7 +164,7 @@ async def test_generate_emits_requests_and_projects_results(
 
     # a result for an older revision is ignored: editing the prompt bumps the revision
     await tenant.editor.patch(f"/v1/writer/images/{bad_req.image_id}/", json={"prompt": "A brand new prompt"})
-    await _publish(
+    await send_events(
         kafka_bootstrap,
         [
             make_event(
@@ -289,14 +278,14 @@ async def test_queued_progress_keeps_the_item_queued_until_generation_starts(
         task = (await tenant.editor.get(f"/v1/tasks/{task_id}/")).json()["data"]
         return dict(task["items"][0])
 
-    await _publish(kafka_bootstrap, [progress("queued", 0)])
+    await send_events(kafka_bootstrap, [progress("queued", 0)])
     for _ in range(100):
         if (await item())["stage"] == "queued":
             break
         await asyncio.sleep(0.05)
     assert (await item())["state"] == "queued"
 
-    await _publish(kafka_bootstrap, [progress("generating", 10)])
+    await send_events(kafka_bootstrap, [progress("generating", 10)])
     for _ in range(100):
         if (await item())["state"] == "generating":
             break

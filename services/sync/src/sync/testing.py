@@ -16,15 +16,14 @@ from typing import Any
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from sync.domain.signature import sign
 from writer_images import topics
-from writer_images.events import ContentPublished, OutgoingEvent, SiteChanged, make_event
+from writer_images.events import ContentPublished, SiteChanged, make_event
 from writer_images.secrets import SecretBox
 from writer_images.settings import ServiceSettings
-from writer_images.testing.kafka_tools import collect
+from writer_images.testing.kafka_tools import collect, send_events
 from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
 
@@ -111,18 +110,9 @@ async def publish_site(
         deleted=deleted,
         revision=revision,
     )
-    event = make_event(payload, account_id=account_id, correlation_id="sync-tests")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            event.topic,
-            value=event.value,
-            key=event.key.encode(),
-            headers=[("event_type", event.type.encode())],
-        )
-    finally:
-        await producer.stop()
+    await send_events(
+        kafka_bootstrap, [make_event(payload, account_id=account_id, correlation_id="sync-tests")]
+    )
 
 
 async def publish_content_published(
@@ -141,21 +131,9 @@ async def publish_content_published(
         featured_media_id=None,
         media_ids={},
     )
-    await _publish(kafka_bootstrap, make_event(payload, account_id=account_id, correlation_id="sync-tests"))
-
-
-async def _publish(kafka_bootstrap: str, event: OutgoingEvent) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            event.topic,
-            value=event.value,
-            key=event.key.encode(),
-            headers=[("event_type", event.type.encode())],
-        )
-    finally:
-        await producer.stop()
+    await send_events(
+        kafka_bootstrap, [make_event(payload, account_id=account_id, correlation_id="sync-tests")]
+    )
 
 
 async def wait_for_site(

@@ -7,8 +7,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
+
+from writer_images.events import OutgoingEvent
 
 
 async def collect(
@@ -42,3 +44,19 @@ async def collect(
     finally:
         await consumer.stop()
     return kept
+
+
+async def send_events(bootstrap: str, events: list[OutgoingEvent]) -> None:
+    """Put events on the broker exactly as a service's relay would (key, headers), each acknowledged."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(
+                event.topic,
+                value=event.value,
+                key=event.key.encode(),
+                headers=[("event_type", event.type.encode()), ("event_id", str(event.event_id).encode())],
+            )
+    finally:
+        await producer.stop()
