@@ -107,24 +107,49 @@ async def create_content(
 ) -> dict[str, Any]:
     async with conn.transaction():
         await check_site_and_sector(conn, account_id, site_id, sector_id)
-        content_id: int = await conn.fetchval(
-            """
-            INSERT INTO contents (account_id, site_id, sector_id, title, html, status, publish_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
-            """,
-            account_id,
-            site_id,
-            sector_id,
-            title,
-            html,
-            status,
-            publish_at,
-        )
         settings = await image_settings.load(conn, account_id)
-        await insert_slots(
-            conn, account_id, content_id, rules.default_slots(title, html, settings.max_in_article_images)
+        content_id = await insert_content(
+            conn,
+            account_id,
+            title=title,
+            html=html,
+            status=status,
+            site_id=site_id,
+            sector_id=sector_id,
+            publish_at=publish_at,
+            in_article_slots=settings.max_in_article_images,
         )
         return await content_detail(conn, account_id, content_id, signer)
+
+
+async def insert_content(
+    conn: asyncpg.Connection,
+    account_id: int,
+    *,
+    title: str,
+    html: str,
+    status: str,
+    site_id: int | None,
+    sector_id: int | None,
+    publish_at: datetime | None,
+    in_article_slots: int,
+) -> int:
+    """The content row and its image slots (prompts from the title and the H2s); returns the content id."""
+    content_id: int = await conn.fetchval(
+        """
+        INSERT INTO contents (account_id, site_id, sector_id, title, html, status, publish_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id
+        """,
+        account_id,
+        site_id,
+        sector_id,
+        title,
+        html,
+        status,
+        publish_at,
+    )
+    await insert_slots(conn, account_id, content_id, rules.default_slots(title, html, in_article_slots))
+    return content_id
 
 
 async def update_content(

@@ -133,17 +133,17 @@ async def _demo_content(
         f"<h2>{topic} — part {k}</h2><p>Notes on {topic.lower()}, part {k}.</p>" for k in (1, 2, 3)
     )
     status = "draft" if i % 3 == 0 else "published"
-    content_id: int = await conn.fetchval(
-        """INSERT INTO contents (account_id, site_id, sector_id, title, html, status)
-           VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+    content_id = await contents.insert_content(
+        conn,
         account_id,
-        site_id,
-        sector_id,
-        title,
-        html,
-        status,
+        title=title,
+        html=html,
+        status=status,
+        site_id=site_id,
+        sector_id=sector_id,
+        publish_at=None,
+        in_article_slots=3,
     )
-    await contents.insert_slots(conn, account_id, content_id, rules.default_slots(title, html, 3))
     images = await conn.fetch("SELECT id FROM images WHERE content_id = $1 ORDER BY position", content_id)
     mix = i % 5  # 0 pending, 1 partial, 2 complete, 3 failed, 4 complete
     for n, image in enumerate(images):
