@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from writer_images.infra.broker import TansuBroker
-from writer_images.testing.stack import Api, Stack, owner_session, started_stack
+from writer_images.testing.stack import Api, Stack, owner_session, started_stack, use_local_provider
 
 # Three H2s: with max_in_article_images 3, every content gets a featured and three in-article slots.
 ARTICLE = (
@@ -58,22 +58,6 @@ async def bounded(calls: Iterable[Callable[[], Awaitable[T]]], concurrency: int)
     return list(await asyncio.gather(*(one(call) for call in calls)))
 
 
-async def use_local_provider(api: Api) -> None:
-    await api.call(
-        "PUT",
-        "/v1/system/integrations/image_generation/",
-        json={
-            "provider": "local",
-            "model": "local-v1",
-            "image_type": "featured",
-            "max_in_article_images": IMAGES_PER_CONTENT - 1,
-            "image_format": "jpg",
-            "desktop_enabled": True,
-            "mobile_enabled": True,
-        },
-    )
-
-
 async def complete_contents(api: Api) -> int:
     page = await api.call(
         "GET", "/v1/writer/images/content_images/", params={"overall_status": "complete", "page_size": 1}
@@ -106,7 +90,7 @@ class ApiDriver:
     _wall_minus_perf: float = field(default_factory=lambda: time.time() - time.perf_counter())
 
     async def create_contents(self, images: int, title: str) -> list[ApiImage]:
-        await use_local_provider(self.api)
+        await use_local_provider(self.api, in_article_slots=IMAGES_PER_CONTENT - 1)
 
         async def create(n: int) -> list[ApiImage]:
             content = await self.api.call(

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from writer_images.testing.stack import Api, Stack
+from writer_images.testing.stack import Api, Stack, use_local_provider
 
 ARTICLE = (
     "<p>Intro</p><h2>Where to stay</h2><p>…</p><h2>What to eat</h2><p>…</p><h2>Getting around</h2><p>…</p>"
@@ -18,19 +18,7 @@ ARTICLE = (
 
 
 async def _create_content(api: Api, title: str) -> dict[str, Any]:
-    await api.call(
-        "PUT",
-        "/v1/system/integrations/image_generation/",
-        json={
-            "provider": "local",
-            "model": "local-v1",
-            "image_type": "featured",
-            "max_in_article_images": 3,
-            "image_format": "jpg",
-            "desktop_enabled": True,
-            "mobile_enabled": True,
-        },
-    )
+    await use_local_provider(api, in_article_slots=3)
     content = await api.call(
         "POST", "/v1/writer/contents/", json={"title": title, "html": ARTICLE, "status": "draft"}
     )

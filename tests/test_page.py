@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from writer_images.testing.stack import DEMO_EMAIL, DEMO_PASSWORD, Api, Stack
+from writer_images.testing.stack import DEMO_EMAIL, DEMO_PASSWORD, Api, Stack, use_local_provider
 
 pytestmark = pytest.mark.slow
 
@@ -49,19 +49,7 @@ async def _signed_in(browser: Browser, stack: Stack) -> Page:
 
 async def _seed(api: Api, prefix: str, count: int) -> list[dict[str, Any]]:
     """`count` contents, each with one featured and two in-article image slots."""
-    await api.call(
-        "PUT",
-        "/v1/system/integrations/image_generation/",
-        json={
-            "provider": "local",
-            "model": "local-v1",
-            "image_type": "featured",
-            "max_in_article_images": 2,
-            "image_format": "jpg",
-            "desktop_enabled": True,
-            "mobile_enabled": True,
-        },
-    )
+    await use_local_provider(api, in_article_slots=2)
     html = "<p>Intro</p><h2>One</h2><p>…</p><h2>Two</h2>"
     return [
         await api.call(

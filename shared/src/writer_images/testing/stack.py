@@ -190,3 +190,20 @@ async def owner_session(stack: Stack, *, timeout_s: float = 60) -> AsyncIterator
         assert login.status_code == 200, login.text
         client.headers["Authorization"] = f"Bearer {login.json()['data']['access_token']}"
         yield Api(client)
+
+
+async def use_local_provider(api: Api, *, in_article_slots: int) -> None:
+    """The account generates with the local renderer (JPEG, both renditions) into 1 + `in_article_slots` slots."""
+    await api.call(
+        "PUT",
+        "/v1/system/integrations/image_generation/",
+        json={
+            "provider": "local",
+            "model": "local-v1",
+            "image_type": "featured",
+            "max_in_article_images": in_article_slots,
+            "image_format": "jpg",
+            "desktop_enabled": True,
+            "mobile_enabled": True,
+        },
+    )
