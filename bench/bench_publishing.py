@@ -28,7 +28,7 @@ import httpx
 import orjson
 from PIL import Image, ImageDraw
 
-from bench.common import ratio_line, write_result
+from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, write_result
 from publisher.domain.rules import PlacedImage, place_images
 from writer_images import events, topics
 from writer_images.blobstore import FilesystemBlobStore
@@ -183,6 +183,7 @@ async def _publisher(
             "WI_HTTP_PORT": str(port),
             "WI_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             **short_group_timeouts(),
+            **PRODUCTION_FETCH_WAIT,
         },
         log_path,
         health_url=f"http://127.0.0.1:{port}/readyz",

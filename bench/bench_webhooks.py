@@ -39,7 +39,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import ratio_line, summary_ms, write_result
+from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, summary_ms, write_result
 from bench.stack_driver import ARTICLE, running_stack
 from sync.testing import PLUGIN_DIR, publish_site, signed_headers, sync_env, wait_for_site, webhook_body
 from writer_images import topics
@@ -168,13 +168,10 @@ async def _throughput(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]
         workdir / "baseline.log",
         health_url=f"http://127.0.0.1:{baseline_port}/healthz",
     )
-    # The consumer's fetch wait at its production default: tansu answers a waiting fetch only at its
-    # deadline, so the tests' 20 ms turns an idle consumer into 50 polls a second, which a broker that wakes
-    # waiting fetches (Apache Kafka) never costs. Nothing on this measured path is consumed.
     sync = ServiceProcess(
         "sync",
         ["-m", "sync"],
-        sync_env(dsn, bootstrap, sync_port, WI_RECONCILE_ENABLED="false", WI_KAFKA_FETCH_MAX_WAIT_MS="500"),
+        sync_env(dsn, bootstrap, sync_port, WI_RECONCILE_ENABLED="false", **PRODUCTION_FETCH_WAIT),
         workdir / "sync.log",
         health_url=f"http://127.0.0.1:{sync_port}/readyz",
     )
