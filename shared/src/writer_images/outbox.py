@@ -52,8 +52,9 @@ OUTBOX_COLUMNS = "event_id, event_type, topic, key, value, correlation_id"
 
 def outbox_values(event: OutgoingEvent) -> tuple[Any, ...]:
     """One event as the outbox's column values, for a hot path that writes its outbox row inside a larger
-    single statement (a CTE) instead of calling `Outbox.write` in a transaction; that statement must also
-    call `pg_notify(Outbox.channel, '')` so the relay wakes at commit."""
+    single statement (a CTE) instead of calling `Outbox.write` in a transaction. Such a writer must also wake
+    the relay: `pg_notify(Outbox.channel, '')` in the statement, or, when the relay runs in the writer's own
+    process, `OutboxRelay.wake()` once the statement has committed (no NOTIFY through the server)."""
     return (event.event_id, event.type, event.topic, event.key, event.value, event.correlation_id)
 
 
@@ -197,8 +198,12 @@ class OutboxRelay:
         await conn.add_listener(notify_channel(self._schema), self._on_notify)
         return _ReleasingConnection(self._pool, conn, notify_channel(self._schema), self._on_notify)
 
-    def _on_notify(self, *_: object) -> None:
+    def wake(self) -> None:
+        """Relay now: rows were committed to the outbox (by this process; others NOTIFY)."""
         self._wakeup.set()
+
+    def _on_notify(self, *_: object) -> None:
+        self.wake()
 
     async def _wait_for_work(self) -> None:
         with contextlib.suppress(TimeoutError):

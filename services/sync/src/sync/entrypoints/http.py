@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -33,6 +34,7 @@ class SyncContext:
     settings: SyncSettings
     pool: Any  # asyncpg.Pool
     outbox: Outbox
+    wake_relay: Callable[[], None]  # the relay runs in this process: a commit wakes it without a NOTIFY
     sites: webhooks.SiteDirectory
     reconciler: Reconciler
 
@@ -101,7 +103,7 @@ async def receive_wordpress_webhook(request: Request) -> Response:
             received = await webhooks.receive(
                 ctx.pool,
                 ctx.sites,
-                ctx.outbox.channel,
+                ctx.wake_relay,
                 site_key,
                 headers,
                 body,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,7 @@ class Received:
 async def receive(
     pool: asyncpg.Pool,
     directory: SiteDirectory,
-    outbox_channel: str,
+    wake_relay: Callable[[], None],
     site_key: str,
     headers: SignedHeaders,
     body: bytes,
@@ -94,7 +95,8 @@ async def receive(
     tolerance_s: int,
 ) -> Received:
     """Authenticate (SignatureError), validate (pydantic's ValidationError), then in ONE statement record the
-    delivery, the post's new state and, when it is news, its event. Answer only after that commit."""
+    delivery, the post's new state and, when it is news, its event; then wake this process's relay. Answer
+    only after that commit."""
     signature.check_timestamp(headers.timestamp, now=now, tolerance_s=tolerance_s)
     for refresh in (False, True):
         try:
@@ -113,9 +115,9 @@ async def receive(
             publication_key=change.publication_key,
         )
         event = post_changed(site, state, "webhook", correlation_id=f"webhook:{headers.webhook_id}")
-        outcome = await repository.record_delivery(
-            pool, headers.webhook_id, site, state, event, outbox_channel
-        )
+        outcome = await repository.record_delivery(pool, headers.webhook_id, site, state, event)
+        if outcome.news:
+            wake_relay()
         if outcome.site_current:
             return Received(site, change, duplicate=not outcome.fresh, emitted=outcome.news)
         # The cached site is older than the database's: authenticate again, from the database.
