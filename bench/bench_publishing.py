@@ -11,16 +11,19 @@ the ledger and publication rows, the outbox), which is what "no duplicates" cost
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import hashlib
 import io
 import os
 import random
+import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +83,8 @@ async def _script_post(client: httpx.AsyncClient, index: int, images: list[bytes
                 "Content-Type": "image/jpeg",
             },
         )
-        response.raise_for_status()
+        if response.status_code >= 400:
+            raise RuntimeError(f"upload: HTTP {response.status_code}: {response.text[:500]}")
         media.append((response.json()["id"], response.json()["source_url"]))
     # The same post the publisher writes: image blocks with their real URLs at the same places.
     placed = [PlacedImage(m, url, f"alt {index}-{n + 1}", None) for n, (m, url) in enumerate(media[1:])]
@@ -95,6 +99,13 @@ async def _script_post(client: httpx.AsyncClient, index: int, images: list[bytes
         },
     )
     response.raise_for_status()
+
+
+async def _warm_up(site: WordPressSite) -> None:
+    """One untimed upload per fresh site: WordPress creates this month's uploads folder on the first upload,
+    and two first uploads at once race on it (one answers 500 "Unable to create directory")."""
+    async with httpx.AsyncClient(base_url=site.rest_url, auth=site.editor_auth, timeout=60) as client:
+        await _script_post(client, -1, [_jpeg(-1)])
 
 
 async def _script(site: WordPressSite, images: list[list[bytes]], concurrency: int) -> float:
@@ -224,31 +235,62 @@ async def _publisher(
     return POSTS / elapsed
 
 
-async def run(server: str) -> dict[str, Any]:
+async def run(server: str, rounds: int) -> dict[str, Any]:
+    """`rounds` rounds of the three runs, each on a fresh site; rounds pair the runs in time, so that a noisy
+    neighbour on this shared machine weighs on all three alike, and the median round ratio is reported."""
     work = Path(tempfile.mkdtemp(prefix="bench-publishing-"))
+    runs: dict[str, list[float]] = {"sequential": [], "direct": [], "publisher": []}
     async with throwaway_database(server, "wi_bench") as dsn:
-        with TansuBroker() as broker, contextlib.ExitStack() as sites:
+        with TansuBroker() as broker:
             await ensure_topics(broker.bootstrap, 3)
 
-            def fresh_site(label: str) -> WordPressSite:
-                return sites.enter_context(start_wordpress_site(work / label, bridge_plugin=PLUGIN))
+            async def on_fresh_site(label: str, run: Callable[[WordPressSite], Awaitable[float]]) -> float:
+                with start_wordpress_site(work / label, bridge_plugin=PLUGIN) as site:
+                    await _warm_up(site)
+                    return await run(site)
 
             print(
-                f"{POSTS} posts × {IMAGES_PER_POST} images (512² JPEG) per run, fresh site each", flush=True
+                f"{POSTS} posts × {IMAGES_PER_POST} images (512² JPEG) per run, fresh site each, "
+                f"{rounds} round(s)",
+                flush=True,
             )
-            sequential = await _script(fresh_site("sequential"), _images("sequential"), 1)
-            print(f"sequential: {sequential:.2f} posts/s", flush=True)
-            direct = await _script(fresh_site("direct"), _images("direct"), CONCURRENCY)
-            print(f"direct httpx at {CONCURRENCY}: {direct:.2f} posts/s", flush=True)
-            ours = await _publisher(
-                fresh_site("publisher"), _images("publisher"), broker.bootstrap, dsn, work / "blobs"
-            )
-            print(f"publisher: {ours:.2f} posts/s", flush=True)
+            for n in range(rounds):
+                runs["sequential"].append(
+                    await on_fresh_site(f"s{n}", partial(_script, images=_images(f"s{n}"), concurrency=1))
+                )
+                runs["direct"].append(
+                    await on_fresh_site(
+                        f"d{n}", partial(_script, images=_images(f"d{n}"), concurrency=CONCURRENCY)
+                    )
+                )
+                publisher = partial(
+                    _publisher,
+                    images=_images(f"p{n}"),
+                    bootstrap=broker.bootstrap,
+                    dsn=dsn,
+                    blob_dir=work / f"blobs{n}",
+                )
+                runs["publisher"].append(await on_fresh_site(f"p{n}", publisher))
+                print(
+                    f"round {n + 1}: sequential {runs['sequential'][-1]:.2f}, direct httpx at {CONCURRENCY} "
+                    f"{runs['direct'][-1]:.2f}, publisher {runs['publisher'][-1]:.2f} posts/s",
+                    flush=True,
+                )
+    paired = {
+        baseline: [o / b for o, b in zip(runs["publisher"], runs[baseline], strict=True)]
+        for baseline in ("sequential", "direct")
+    }
+    print(
+        "paired round ratios: "
+        + "; ".join(f"vs {b} {[round(r, 2) for r in rs]}" for b, rs in paired.items()),
+        flush=True,
+    )
+    ours, sequential, direct = (statistics.median(runs[k]) for k in ("publisher", "sequential", "direct"))
     vs_sequential = ratio_line(
-        "publisher vs sequential", ours, sequential, "sequential loop", "posts/s", "≥ 1.5×"
+        "publisher vs sequential (medians)", ours, sequential, "sequential loop", "posts/s", "≥ 1.5×"
     )
     vs_direct = ratio_line(
-        "publisher vs direct",
+        "publisher vs direct (medians)",
         ours,
         direct,
         f"direct httpx script (concurrency {CONCURRENCY})",
@@ -259,17 +301,18 @@ async def run(server: str) -> dict[str, Any]:
         "posts": POSTS,
         "images_per_post": IMAGES_PER_POST,
         "concurrency": CONCURRENCY,
+        "rounds": rounds,
         "cpus": os.cpu_count(),
-        "posts_per_s": {
-            "publisher": round(ours, 3),
-            "sequential": round(sequential, 3),
-            "direct": round(direct, 3),
-        },
+        "posts_per_s": {k: [round(v, 3) for v in vs] for k, vs in runs.items()},
         "ratios": {"vs_sequential": round(ours / sequential, 3), "vs_direct": round(ours / direct, 3)},
+        "paired_ratios": {k: [round(r, 3) for r in rs] for k, rs in paired.items()},
         "lines": [vs_sequential, vs_direct],
     }
 
 
 def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench publishing")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the three runs (medians reported)")
+    args = parser.parse_args(argv)
     with postgres_server(Path(tempfile.mkdtemp()) / "pgdata") as server:
-        write_result("publishing", asyncio.run(run(server)))
+        write_result("publishing", asyncio.run(run(server, args.rounds)))
