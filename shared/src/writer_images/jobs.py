@@ -311,11 +311,11 @@ class JobRunner:
                     )
 
 
-async def complete(conn: asyncpg.Connection, job: Job) -> None:
-    """Mark a job done; call inside the handler's transaction, beside its effects and outbox events."""
+async def complete(conn: asyncpg.Connection, *done: Job) -> None:
+    """Mark jobs done; call inside the handler's transaction, beside its effects and outbox events."""
     await conn.execute(
-        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = now() WHERE id = $1",
-        job.id,
+        "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, updated_at = now() WHERE id = ANY($1::bigint[])",
+        [job.id for job in done],
     )
 
 

@@ -68,10 +68,16 @@ class Outbox:
     async def write(self, conn: asyncpg.Connection, events: Sequence[OutgoingEvent]) -> None:
         if not events:
             return
+        # One round trip: the rows, and the NOTIFY (delivered at commit, duplicates within one transaction
+        # collapsed) that wakes the relay.
         await conn.execute(
-            """
-            INSERT INTO outbox (event_id, event_type, topic, key, value, correlation_id)
-            SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
+            f"""
+            WITH written AS (
+                INSERT INTO outbox ({OUTBOX_COLUMNS})
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
+                RETURNING 1
+            )
+            SELECT pg_notify($7, '') FROM (SELECT 1 FROM written LIMIT 1) AS any_written
             """,
             [e.event_id for e in events],
             [e.type for e in events],
@@ -79,9 +85,8 @@ class Outbox:
             [e.key for e in events],
             [e.value for e in events],
             [e.correlation_id for e in events],
+            self.channel,
         )
-        # NOTIFY is delivered at commit and collapses duplicates within one transaction.
-        await conn.execute("SELECT pg_notify($1, '')", self.channel)
 
 
 def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:

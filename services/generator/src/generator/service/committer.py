@@ -73,5 +73,4 @@ class ResultCommitter:
                     events.append(item.generated_event)
                     new.discard(key)
             await self._outbox.write(conn, events)
-            for item in group:
-                await jobs.complete(conn, item.job)
+            await jobs.complete(conn, *(item.job for item in group))
