@@ -44,7 +44,7 @@ import asyncpg
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.common import ratio_line, summary_ms, write_result
+from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, summary_ms, write_result
 from bench.stack_driver import IMAGES_PER_CONTENT, LOCAL_MODEL_SIZE, ApiDriver, running_stack
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
@@ -465,7 +465,7 @@ async def api_run(
         "WI_PER_ACCOUNT_LIMIT": "32",
         "WI_DB_POOL_MAX": "20",
     }
-    async with running_stack(server, stack_dir, ["images-api"]) as running:
+    async with running_stack(server, stack_dir, ["images-api"], **PRODUCTION_FETCH_WAIT) as running:
         # The generator's settings are its own: images-api must not see them (it would ignore them anyway).
         await asyncio.to_thread(running.stack.start, "generator", **generator_env)
         driver = ApiDriver(running.api)
