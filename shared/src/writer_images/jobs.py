@@ -80,23 +80,27 @@ async def enqueue(
     group_key: str,
     payload: dict[str, Any],
 ) -> bool:
-    """Add a job (or re-arm a finished one with the new payload). False when it is already pending."""
+    """Add a job (or re-arm a finished one with the new payload). False when it is already pending.
+    One round trip: the row, and when it is armed the NOTIFY (delivered at commit) that wakes the runners."""
     armed = await conn.fetchval(
         """
-        INSERT INTO jobs (queue, dedupe_key, group_key, payload) VALUES ($1, $2, $3, $4)
-        ON CONFLICT (queue, dedupe_key) DO UPDATE
-            SET payload = EXCLUDED.payload, group_key = EXCLUDED.group_key, status = 'ready', attempts = 0,
-                run_after = now(), last_error = NULL, lease_owner = NULL, lease_until = NULL, updated_at = now()
-            WHERE jobs.status IN ('done', 'failed')
-        RETURNING true
+        WITH armed AS (
+            INSERT INTO jobs (queue, dedupe_key, group_key, payload) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (queue, dedupe_key) DO UPDATE
+                SET payload = EXCLUDED.payload, group_key = EXCLUDED.group_key, status = 'ready',
+                    attempts = 0, run_after = now(), last_error = NULL, lease_owner = NULL, lease_until = NULL,
+                    updated_at = now()
+                WHERE jobs.status IN ('done', 'failed')
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM armed), (SELECT pg_notify($5, $1) FROM armed)
         """,
         queue,
         dedupe_key,
         group_key,
         payload,
+        notify_channel(schema),
     )
-    if armed:
-        await conn.execute("SELECT pg_notify($1, $2)", notify_channel(schema), queue)
     return bool(armed)
 
 
