@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from images_api.adapters.notifier import notify, task_topic
+from images_api.adapters.notifier import CHANNEL, notify, task_topic
 from images_api.domain import rules
 from images_api.service import image_settings
 from images_api.service.contents import get_content_row
@@ -130,26 +130,32 @@ async def request_generation(
 
 
 async def refresh_task(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
-    """A task is finished when none of its items is still queued or generating."""
+    """A task is finished when none of its items is still queued or generating. One round trip: the task's
+    state, and the notice (delivered at commit) that wakes its SSE streams."""
     await conn.execute(
         """
-        UPDATE tasks t SET updated_at = now(),
-            state = CASE
-                WHEN s.open > 0 THEN 'running'
-                WHEN s.generated = 0 AND s.failed > 0 THEN 'failed'
-                ELSE 'completed' END,
-            finished_at = CASE WHEN s.open > 0 THEN NULL ELSE coalesce(t.finished_at, now()) END
-        FROM (
-            SELECT count(*) FILTER (WHERE state IN ('queued', 'generating')) AS open,
-                   count(*) FILTER (WHERE state = 'generated') AS generated,
-                   count(*) FILTER (WHERE state = 'failed') AS failed
-            FROM task_items WHERE task_id = $1
-        ) s
-        WHERE t.id = $1
+        WITH refreshed AS (
+            UPDATE tasks t SET updated_at = now(),
+                state = CASE
+                    WHEN s.open > 0 THEN 'running'
+                    WHEN s.generated = 0 AND s.failed > 0 THEN 'failed'
+                    ELSE 'completed' END,
+                finished_at = CASE WHEN s.open > 0 THEN NULL ELSE coalesce(t.finished_at, now()) END
+            FROM (
+                SELECT count(*) FILTER (WHERE state IN ('queued', 'generating')) AS open,
+                       count(*) FILTER (WHERE state = 'generated') AS generated,
+                       count(*) FILTER (WHERE state = 'failed') AS failed
+                FROM task_items WHERE task_id = $1
+            ) s
+            WHERE t.id = $1
+            RETURNING 1
+        )
+        SELECT pg_notify($2, $3)
         """,
         task_id,
+        CHANNEL,
+        task_topic(task_id),
     )
-    await notify(conn, task_topic(task_id))
 
 
 async def task_view(conn: asyncpg.Connection, account_id: int, task_id: uuid.UUID) -> dict[str, Any]:

@@ -24,11 +24,20 @@ async def on_progress(conn: asyncpg.Connection, event: IncomingEvent) -> None:
     assert isinstance(p, events.ImageGenerationProgress)
     # "queued" only says the generator accepted the request: the item stays queued until work starts.
     started = p.stage != "queued"
-    updated = await conn.execute(
+    # One round trip: the item's stage and, once work has started, the image's status.
+    item_updated = await conn.fetchval(
         """
-        UPDATE task_items SET state = CASE WHEN $6 THEN 'generating' ELSE state END, stage = $4,
-               percent = greatest(percent, $5), updated_at = now()
-        WHERE task_id = $1 AND image_id = $2 AND revision = $3 AND state IN ('queued', 'generating')
+        WITH item AS (
+            UPDATE task_items SET state = CASE WHEN $6 THEN 'generating' ELSE state END, stage = $4,
+                   percent = greatest(percent, $5), updated_at = now()
+            WHERE task_id = $1 AND image_id = $2 AND revision = $3 AND state IN ('queued', 'generating')
+            RETURNING 1
+        ), image AS (
+            UPDATE images SET status = 'generating', updated_at = now()
+            WHERE $6 AND id = $2 AND revision = $3 AND status = 'queued'
+            RETURNING 1
+        )
+        SELECT EXISTS (SELECT 1 FROM item)
         """,
         p.task_id,
         p.image_id,
@@ -37,16 +46,7 @@ async def on_progress(conn: asyncpg.Connection, event: IncomingEvent) -> None:
         p.percent,
         started,
     )
-    if started:
-        await conn.execute(
-            """
-            UPDATE images SET status = 'generating', updated_at = now()
-            WHERE id = $1 AND revision = $2 AND status = 'queued'
-            """,
-            p.image_id,
-            p.revision,
-        )
-    if updated != "UPDATE 0":
+    if item_updated:
         await refresh_task(conn, p.task_id)
 
 
