@@ -11,7 +11,8 @@ import asyncpg
 import orjson
 
 from generator.domain.rules import call_key
-from writer_images.events import ImageGenerated
+from writer_images.events import ImageGenerated, OutgoingEvent
+from writer_images.outbox import OUTBOX_COLUMNS, outbox_values
 
 
 async def stored_result(
@@ -19,6 +20,30 @@ async def stored_result(
 ) -> ImageGenerated | None:
     payload: dict[str, Any] | None = await conn.fetchval(
         "SELECT payload FROM results WHERE image_id = $1 AND revision = $2", image_id, revision
+    )
+    return None if payload is None else ImageGenerated.model_validate(payload)
+
+
+async def stored_result_or_announce(
+    pool: asyncpg.Pool, image_id: int, revision: int, announcement: OutgoingEvent, outbox_channel: str
+) -> ImageGenerated | None:
+    """The stored result if there is one; else `announcement` goes to the outbox (and the relay is woken).
+    One statement, hence one round trip and its own transaction."""
+    payload: dict[str, Any] | None = await pool.fetchval(
+        f"""
+        WITH stored AS (
+            SELECT payload FROM results WHERE image_id = $1 AND revision = $2
+        ), announced AS (
+            INSERT INTO outbox ({OUTBOX_COLUMNS})
+            SELECT $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM stored)
+            RETURNING 1
+        )
+        SELECT (SELECT payload FROM stored), (SELECT pg_notify($9, '') FROM announced)
+        """,
+        image_id,
+        revision,
+        *outbox_values(announcement),
+        outbox_channel,
     )
     return None if payload is None else ImageGenerated.model_validate(payload)
 

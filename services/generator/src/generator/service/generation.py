@@ -214,17 +214,20 @@ class ImageGeneration:
         self, job: Job, envelope: Envelope, request: ImageGenerationRequested
     ) -> ImageGenerated | None:
         """The stored result if there is one; else check the deadline and announce the `generating` stage."""
-        async with self._pool.acquire() as conn:
-            stored = await repository.stored_result(conn, request.image_id, request.revision)
+        if deadline_passed(request.deadline_at, utcnow()):
+            stored = await repository.stored_result(self._pool, request.image_id, request.revision)
             if stored is not None:
                 return stored
-            if deadline_passed(request.deadline_at, utcnow()):
-                raise FailJob(
-                    f"deadline passed after {job.attempts - 1} attempt(s) (deadline {request.deadline_at.isoformat()})"
-                )
-            # A single statement is its own small transaction; the NOTIFY after it only wakes the relay.
-            await self._outbox.write(conn, [messages.progress(envelope, request, "generating", job.attempts)])
-        return None
+            raise FailJob(
+                f"deadline passed after {job.attempts - 1} attempt(s) (deadline {request.deadline_at.isoformat()})"
+            )
+        return await repository.stored_result_or_announce(
+            self._pool,
+            request.image_id,
+            request.revision,
+            messages.progress(envelope, request, "generating", job.attempts),
+            self._outbox.channel,
+        )
 
     async def _reemit(
         self, job: Job, envelope: Envelope, request: ImageGenerationRequested, stored: ImageGenerated
