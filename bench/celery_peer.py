@@ -45,7 +45,7 @@ def _open_connection(**_: Any) -> None:
 def generate_image(image_id: int, prompt: str, width: int, height: int) -> None:
     blobs: FilesystemBlobStore = _state["blobs"]
     png = render_prompt_png(prompt, width, height)
-    keys = [blobs._put_sync(r.image.data, "jpg").key for r in render_renditions(png, "jpg", PLAN)]
+    keys = [blobs.put_sync(r.image.data, extension="jpg").key for r in render_renditions(png, "jpg", PLAN)]
     loop: asyncio.AbstractEventLoop = _state["loop"]
     loop.run_until_complete(
         _state["conn"].execute(

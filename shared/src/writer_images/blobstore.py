@@ -60,9 +60,10 @@ class FilesystemBlobStore:
         return self.root / _safe_key(key)
 
     async def put(self, data: bytes, *, extension: str) -> StoredBlob:
-        return await asyncio.to_thread(self._put_sync, data, extension)
+        return await asyncio.to_thread(self.put_sync, data, extension=extension)
 
-    def _put_sync(self, data: bytes, extension: str) -> StoredBlob:
+    def put_sync(self, data: bytes, *, extension: str) -> StoredBlob:
+        """`put` for a worker process or thread (blocking)."""
         digest = hashlib.sha256(data).hexdigest()
         key = blob_key(digest, extension)
         path = self.root / key

@@ -18,7 +18,7 @@ from datetime import datetime
 import asyncpg
 
 from generator.adapters import repository
-from generator.adapters.imaging import Rendition, RenditionSpec, render_renditions
+from generator.adapters.imaging import RenditionSpec
 from generator.adapters.provider_registry import ProviderRegistry
 from generator.adapters.providers import (
     ContentPolicyError,
@@ -34,6 +34,7 @@ from generator.adapters.providers import (
     RateLimitedError,
 )
 from generator.adapters.rate_limit import Limit, PostgresTokenBucket
+from generator.adapters.rendition_files import render_renditions_to_files
 from generator.domain.rules import (
     GENERATE_QUEUE,
     deadline_passed,
@@ -45,11 +46,10 @@ from generator.domain.rules import (
 from generator.service import messages
 from generator.service.committer import FinishedImage, ResultCommitter
 from writer_images import jobs, metrics
-from writer_images.blobstore import CONTENT_TYPES, BlobStore, StoredBlob
+from writer_images.blobstore import FilesystemBlobStore
 from writer_images.consumer import IncomingEvent
 from writer_images.events import (
     Envelope,
-    ImageFormat,
     ImageGenerated,
     ImageGenerationRequested,
     utcnow,
@@ -138,7 +138,7 @@ class ImageGeneration:
         *,
         pool: asyncpg.Pool,
         outbox: Outbox,
-        blobs: BlobStore,
+        blobs: FilesystemBlobStore,
         providers: ProviderRegistry,
         buckets: PostgresTokenBucket,
         render_pool: Executor,
@@ -170,7 +170,7 @@ class ImageGeneration:
             provider=request.provider,
             model=request.model,
             revised_prompt=output.revised_prompt,
-            renditions=await self._store_all(renditions, request.image_format),
+            renditions=renditions,
         )
         called = messages.ai_function_called(
             envelope,
@@ -251,8 +251,8 @@ class ImageGeneration:
 
     async def _generate(
         self, envelope: Envelope, request: ImageGenerationRequested
-    ) -> tuple[ProviderOutput, list[Rendition]]:
-        """The provider's image and its renditions."""
+    ) -> tuple[ProviderOutput, list[StoredRendition]]:
+        """The provider's image and its renditions, stored."""
         try:
             provider = self._providers.get(request.provider)
         except ProviderConfigError as error:
@@ -286,7 +286,7 @@ class ImageGeneration:
 
     async def _local_call(
         self, provider: LocalProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
-    ) -> tuple[ProviderOutput, list[Rendition]]:
+    ) -> tuple[ProviderOutput, list[StoredRendition]]:
         """Free to redo, so no paid-call row and no raw bytes kept; rendered and converted in one pool trip."""
         call_id, called_at = uuid.uuid4(), utcnow()
         async with self._slot(request.provider):
@@ -294,9 +294,10 @@ class ImageGeneration:
             try:
                 renditions = await provider.generate_and_finish(
                     spec,
-                    render_renditions,
+                    render_renditions_to_files,
                     request.image_format,
                     rendition_plan(request),
+                    str(self._blobs.root),
                     timeout_s=self._timeout(request),
                 )
             except ProviderError as error:
@@ -406,40 +407,20 @@ class ImageGeneration:
                 )
             await self._outbox.write(conn, [event])
 
-    async def _render(self, data: bytes, request: ImageGenerationRequested) -> list[Rendition]:
+    async def _render(self, data: bytes, request: ImageGenerationRequested) -> list[StoredRendition]:
         plan: list[RenditionSpec] = rendition_plan(request)
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(
-                self._render_pool, render_renditions, data, request.image_format, plan
+                self._render_pool,
+                render_renditions_to_files,
+                data,
+                request.image_format,
+                plan,
+                str(self._blobs.root),
             )
         except InvalidProviderOutputError as error:
             raise FailJob(failure_reason(error)) from error
-
-    async def _store_all(
-        self, renditions: list[Rendition], image_format: ImageFormat
-    ) -> list[StoredRendition]:
-        # Renditions that share one encoding (a small original is never upscaled) are written once.
-        blobs: dict[int, StoredBlob] = {}
-        stored = []
-        for rendition in renditions:
-            encoding = id(rendition.image)
-            if encoding not in blobs:
-                blobs[encoding] = await self._blobs.put(rendition.image.data, extension=image_format)
-            blob = blobs[encoding]
-            stored.append(
-                StoredRendition(
-                    name=rendition.name,
-                    blob_key=blob.key,
-                    width=rendition.image.width,
-                    height=rendition.image.height,
-                    format=image_format,
-                    content_type=CONTENT_TYPES[image_format],
-                    bytes=blob.size,
-                    sha256=blob.sha256,
-                )
-            )
-        return stored
 
 
 def failure_reason(error: ProviderError) -> str:
