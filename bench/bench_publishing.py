@@ -18,6 +18,7 @@ import io
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -316,3 +317,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     with postgres_server(Path(tempfile.mkdtemp()) / "pgdata") as server:
         write_result("publishing", asyncio.run(run(server, args.rounds)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
