@@ -20,10 +20,10 @@ def render_renditions_to_files(
 ) -> list[StoredRendition]:
     """`render_renditions`, each distinct encoding written once to the blob store under `blob_root`."""
     store = FilesystemBlobStore(Path(blob_root))
-    return store_renditions(render_renditions(data, image_format, plan), image_format, store)
+    return _store(render_renditions(data, image_format, plan), image_format, store)
 
 
-def store_renditions(
+def _store(
     renditions: Sequence[Rendition], image_format: ImageFormat, store: FilesystemBlobStore
 ) -> list[StoredRendition]:
     # Renditions that share one encoding (a small original is never upscaled) are written once.
