@@ -38,9 +38,7 @@ def create_app(settings: SyncSettings) -> FastAPI:
                 resources.workers.append(ReconcilerWorker(resources.pool, reconciler, settings))
             app.state.resources = resources
             sites = SiteDirectory(resources.pool, secrets)
-            app.state.sync = SyncContext(
-                settings, resources.pool, resources.outbox, resources.relay.wake, sites, reconciler
-            )
+            app.state.sync = SyncContext(settings, resources.pool, resources.relay.wake, sites, reconciler)
             async with running(resources):
                 yield
         finally:

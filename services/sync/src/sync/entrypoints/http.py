@@ -20,7 +20,6 @@ from sync.service.reconcile import AlreadyRunningError, Reconciler, SiteNotFound
 from sync.settings import SyncSettings
 from writer_images.http import AppError, Ok, current_request_id, ok
 from writer_images.logging import bound_context, get_logger
-from writer_images.outbox import Outbox
 from writer_images.urlguard import UnsafeUrlError
 
 log = get_logger(__name__)
@@ -33,7 +32,6 @@ _NOT_AUTHENTIC = "Invalid webhook signature"
 class SyncContext:
     settings: SyncSettings
     pool: Any  # asyncpg.Pool
-    outbox: Outbox
     wake_relay: Callable[[], None]  # the relay runs in this process: a commit wakes it without a NOTIFY
     sites: webhooks.SiteDirectory
     reconciler: Reconciler
