@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -12,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from writer_images import events, topics
-from writer_images.consumer import ConsumerConfig, EventConsumer, IncomingEvent, PermanentError
+from writer_images.consumer import Batched, ConsumerConfig, EventConsumer, IncomingEvent, PermanentError
 from writer_images.events import make_event
 from writer_images.kafka import make_broker
 from writer_images.retry import RetryPolicy
@@ -122,3 +123,56 @@ async def test_poison_goes_to_dlq_with_reason_and_the_consumer_keeps_going(
     exploded = next(orjson.loads(r.value) for r in letters if b"explode-" in r.value)
     assert exploded["original"]["event_id"] == str(failing.event_id)
     assert exploded["topic"] == topics.IMAGE_GENERATION_FAILED
+
+
+async def test_a_batched_handler_takes_the_new_events_of_a_batch_in_one_call_in_order(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    _, pool = service_schema
+    marker = uuid.uuid4().hex
+    sent = [_failed(image_id, marker) for image_id in range(1, 41)]
+    calls: list[list[int]] = []
+
+    async def record_effects(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) -> None:
+        ours = [
+            e
+            for e in batch
+            if isinstance(e.payload, events.ImageGenerationFailed) and marker in e.payload.reason
+        ]
+        if not ours:
+            return
+        calls.append(
+            [e.payload.image_id for e in ours if isinstance(e.payload, events.ImageGenerationFailed)]
+        )
+        await conn.executemany(
+            "INSERT INTO effects (event_id, note) VALUES ($1, $2)",
+            [(e.envelope.event_id, marker) for e in ours],
+        )
+
+    # Sent before the consumer starts, on one key (one partition): they arrive together, in this order.
+    await _send_raw(
+        kafka_bootstrap,
+        topics.IMAGE_GENERATION_FAILED,
+        [(b"batched", e.value) for e in [*sent, sent[0], sent[7]]],  # two redeliveries among them
+    )
+    broker = make_broker(kafka_bootstrap, client_id="consumer-test")
+    consumer = EventConsumer(
+        broker,
+        pool,
+        ConsumerConfig(group_id=f"g-{marker}", session_timeout_ms=2000, heartbeat_interval_ms=500),
+        {"image.generation.failed": Batched(record_effects)},
+    )
+    consumer.register()
+    await broker.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        while await _committed_effects(pool, marker) < len(sent) and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a late duplicate would show up here
+    finally:
+        await broker.stop()
+
+    assert await _committed_effects(pool, marker) == len(sent)
+    assert [image_id for call in calls for image_id in call] == list(range(1, 41))
+    assert len(calls) < len(sent)  # not one call per event
