@@ -59,9 +59,27 @@ def run_ddl(execute: Callable[[str], object], *ddl: str) -> None:
     """Run DDL one statement at a time (for migrations: `run_ddl(op.execute, outbox_ddl(), jobs_ddl())`);
     asyncpg prepares each statement, so one call may carry one command only."""
     for block in ddl:
-        for statement in block.split(";"):
-            if statement.strip():
-                execute(statement)
+        for statement in split_statements(block):
+            execute(statement)
+
+
+def split_statements(script: str) -> list[str]:
+    """Split on every `;` outside `$$` function bodies (which keep theirs); whole-line `--` comments are
+    dropped first, so that a `;` in a comment splits nothing."""
+    statements: list[str] = []
+    current = ""
+    for index, part in enumerate(script.split("$$")):
+        if index % 2:  # a function body
+            current += f"$${part}$$"
+            continue
+        code = "\n".join(line for line in part.splitlines() if not line.strip().startswith("--"))
+        first, *rest = code.split(";")
+        current += first
+        for piece in rest:
+            statements.append(current)
+            current = piece
+    statements.append(current)
+    return [statement.strip() for statement in statements if statement.strip()]
 
 
 def sqlalchemy_url(dsn: str) -> str:
