@@ -245,9 +245,7 @@ async def test_sweeper_rerequests_then_fails_overdue_items(app: FastAPI, tenant:
     assert image["status"] == "failed"
 
 
-async def test_queued_progress_keeps_the_item_queued_until_generation_starts(
-    tenant: Tenant, kafka_bootstrap: str
-) -> None:
+async def _requested(tenant: Tenant, kafka_bootstrap: str) -> tuple[str, events.ImageGenerationRequested]:
     content = await tenant.content()
     image_id = content["images"][0]["id"]
     started = await tenant.editor.post(
@@ -262,32 +260,63 @@ async def test_queued_progress_keeps_the_item_queued_until_generation_starts(
     )
     request = events.decode_envelope(records[0].value)[1]
     assert isinstance(request, events.ImageGenerationRequested)
+    return task_id, request
 
-    def progress(stage: str, percent: int) -> events.OutgoingEvent:
-        payload = events.ImageGenerationProgress(
-            task_id=uuid.UUID(task_id),
-            image_id=image_id,
-            content_id=content["id"],
-            revision=request.revision,
-            stage=stage,
-            percent=percent,  # type: ignore[arg-type]
-        )
-        return make_event(payload, account_id=tenant.account_id, correlation_id="t")
 
-    async def item() -> dict[str, Any]:
-        task = (await tenant.editor.get(f"/v1/tasks/{task_id}/")).json()["data"]
-        return dict(task["items"][0])
+def _progress(
+    account_id: int, request: events.ImageGenerationRequested, stage: str, percent: int
+) -> events.OutgoingEvent:
+    payload = events.ImageGenerationProgress(
+        task_id=request.task_id,
+        image_id=request.image_id,
+        content_id=request.content_id,
+        revision=request.revision,
+        stage=stage,  # type: ignore[arg-type]
+        percent=percent,
+    )
+    return make_event(payload, account_id=account_id, correlation_id="t")
 
-    await send_events(kafka_bootstrap, [progress("queued", 0)])
+
+async def _item(tenant: Tenant, task_id: str) -> dict[str, Any]:
+    task = (await tenant.editor.get(f"/v1/tasks/{task_id}/")).json()["data"]
+    return dict(task["items"][0])
+
+
+async def test_queued_progress_keeps_the_item_queued_until_generation_starts(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    task_id, request = await _requested(tenant, kafka_bootstrap)
+
+    await send_events(kafka_bootstrap, [_progress(tenant.account_id, request, "queued", 0)])
     for _ in range(100):
-        if (await item())["stage"] == "queued":
+        if (await _item(tenant, task_id))["stage"] == "queued":
             break
         await asyncio.sleep(0.05)
-    assert (await item())["state"] == "queued"
+    assert (await _item(tenant, task_id))["state"] == "queued"
 
-    await send_events(kafka_bootstrap, [progress("generating", 10)])
+    await send_events(kafka_bootstrap, [_progress(tenant.account_id, request, "generating", 10)])
     for _ in range(100):
-        if (await item())["state"] == "generating":
+        if (await _item(tenant, task_id))["state"] == "generating":
             break
         await asyncio.sleep(0.05)
-    assert (await item())["state"] == "generating"
+    assert (await _item(tenant, task_id))["state"] == "generating"
+
+
+async def test_progress_that_arrives_late_in_one_batch_never_moves_an_item_back(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    task_id, request = await _requested(tenant, kafka_bootstrap)
+    late = [
+        _progress(tenant.account_id, request, "generating", 10),
+        _progress(tenant.account_id, request, "queued", 0),  # the generator's first notice, redelivered late
+    ]
+    await send_events(kafka_bootstrap, late)
+    for _ in range(100):
+        if (await _item(tenant, task_id))["state"] == "generating":
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    item = await _item(tenant, task_id)
+    assert (item["state"], item["stage"], item["percent"]) == ("generating", "generating", 10)
+    image = (await tenant.viewer.get(f"/v1/writer/images/{request.image_id}/")).json()["data"]
+    assert image["status"] == "generating"

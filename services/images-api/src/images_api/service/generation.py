@@ -130,31 +130,38 @@ async def request_generation(
 
 
 async def refresh_task(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
-    """A task is finished when none of its items is still queued or generating. One round trip: the task's
-    state, and the notice (delivered at commit) that wakes its SSE streams."""
+    await refresh_tasks(conn, [task_id])
+
+
+async def refresh_tasks(conn: asyncpg.Connection, task_ids: Sequence[uuid.UUID]) -> None:
+    """A task is finished when none of its items is still queued or generating. One round trip for them all:
+    the tasks' states, and the notices (delivered at commit) that wake their SSE streams."""
+    if not task_ids:
+        return
     await conn.execute(
         """
-        WITH refreshed AS (
+        WITH s AS (
+            SELECT task_id,
+                   count(*) FILTER (WHERE state IN ('queued', 'generating')) AS open,
+                   count(*) FILTER (WHERE state = 'generated') AS generated,
+                   count(*) FILTER (WHERE state = 'failed') AS failed
+            FROM task_items WHERE task_id = ANY($1::uuid[]) GROUP BY task_id
+        ), refreshed AS (
             UPDATE tasks t SET updated_at = now(),
                 state = CASE
                     WHEN s.open > 0 THEN 'running'
                     WHEN s.generated = 0 AND s.failed > 0 THEN 'failed'
                     ELSE 'completed' END,
                 finished_at = CASE WHEN s.open > 0 THEN NULL ELSE coalesce(t.finished_at, now()) END
-            FROM (
-                SELECT count(*) FILTER (WHERE state IN ('queued', 'generating')) AS open,
-                       count(*) FILTER (WHERE state = 'generated') AS generated,
-                       count(*) FILTER (WHERE state = 'failed') AS failed
-                FROM task_items WHERE task_id = $1
-            ) s
-            WHERE t.id = $1
+            FROM s
+            WHERE t.id = s.task_id
             RETURNING 1
         )
-        SELECT pg_notify($2, $3)
+        SELECT pg_notify($2, topic) FROM unnest($3::text[]) AS topic
         """,
-        task_id,
+        list(task_ids),
         CHANNEL,
-        task_topic(task_id),
+        [task_topic(task_id) for task_id in task_ids],
     )
 
 
@@ -247,8 +254,7 @@ async def sweep_overdue_items(
             item["revision"],
             reason,
         )
-    for task_id in touched:
-        await refresh_task(conn, task_id)
+    await refresh_tasks(conn, list(touched))
     return len(overdue)
 
 
@@ -279,6 +285,5 @@ async def bulk_update_status(conn: asyncpg.Connection, account_id: int, content_
             """,
             content_id,
         )
-        for task_id in {t["task_id"] for t in tasks}:
-            await refresh_task(conn, task_id)
+        await refresh_tasks(conn, list({t["task_id"] for t in tasks}))
         return int(result.split()[-1])

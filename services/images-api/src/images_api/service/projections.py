@@ -7,78 +7,121 @@ ignored (the prompt changed since), but still close their task item.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import asyncpg
+import orjson
 
 from images_api.adapters.notifier import notify, publication_topic
 from images_api.domain import rules
-from images_api.service.generation import refresh_task
+from images_api.service.generation import refresh_tasks
 from writer_images import events
-from writer_images.consumer import Handler, IncomingEvent
+from writer_images.consumer import Batched, HandlerSpec, IncomingEvent
 from writer_images.logging import get_logger
 
 log = get_logger(__name__)
 
 
-async def on_progress(conn: asyncpg.Connection, event: IncomingEvent) -> None:
-    p = event.payload
-    assert isinstance(p, events.ImageGenerationProgress)
-    # "queued" only says the generator accepted the request: the item stays queued until work starts.
-    started = p.stage != "queued"
-    # One round trip: the item's stage and, once work has started, the image's status.
-    item_updated = await conn.fetchval(
+@dataclass
+class _Progress:
+    """What a run of progress events leaves on one task item: the furthest stage, and whether work started."""
+
+    stage: str
+    percent: int
+    started: bool
+
+
+async def on_progress(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) -> None:
+    folded: dict[tuple[uuid.UUID, int, int], _Progress] = {}
+    for event in batch:
+        p = event.payload
+        assert isinstance(p, events.ImageGenerationProgress)
+        # "queued" only says the generator accepted the request: the item stays queued until work starts.
+        started = p.stage != "queued"
+        key = (p.task_id, p.image_id, p.revision)
+        seen = folded.get(key)
+        if seen is None:
+            folded[key] = _Progress(p.stage, p.percent, started)
+        else:
+            if p.percent >= seen.percent:
+                seen.stage, seen.percent = p.stage, p.percent
+            seen.started = seen.started or started
+    keys = list(folded)
+    # One round trip for the batch: the items' stages and, once work has started, the images' status.
+    rows = await conn.fetch(
         """
-        WITH item AS (
-            UPDATE task_items SET state = CASE WHEN $6 THEN 'generating' ELSE state END, stage = $4,
-                   percent = greatest(percent, $5), updated_at = now()
-            WHERE task_id = $1 AND image_id = $2 AND revision = $3 AND state IN ('queued', 'generating')
-            RETURNING 1
+        WITH p AS (
+            SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::int[], $6::bool[])
+                AS p(task_id, image_id, revision, stage, percent, started)
+        ), item AS (
+            UPDATE task_items ti SET state = CASE WHEN p.started THEN 'generating' ELSE ti.state END,
+                   stage = CASE WHEN p.percent >= ti.percent THEN p.stage ELSE ti.stage END,
+                   percent = greatest(ti.percent, p.percent), updated_at = now()
+            FROM p
+            WHERE ti.task_id = p.task_id AND ti.image_id = p.image_id AND ti.revision = p.revision
+              AND ti.state IN ('queued', 'generating')
+            RETURNING ti.task_id
         ), image AS (
-            UPDATE images SET status = 'generating', updated_at = now()
-            WHERE $6 AND id = $2 AND revision = $3 AND status = 'queued'
+            UPDATE images i SET status = 'generating', updated_at = now()
+            FROM p
+            WHERE p.started AND i.id = p.image_id AND i.revision = p.revision AND i.status = 'queued'
             RETURNING 1
         )
-        SELECT EXISTS (SELECT 1 FROM item)
+        SELECT DISTINCT task_id FROM item
         """,
-        p.task_id,
-        p.image_id,
-        p.revision,
-        p.stage,
-        p.percent,
-        started,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+        [k[2] for k in keys],
+        [folded[k].stage for k in keys],
+        [folded[k].percent for k in keys],
+        [folded[k].started for k in keys],
     )
-    if item_updated:
-        await refresh_task(conn, p.task_id)
+    await refresh_tasks(conn, [r["task_id"] for r in rows])
 
 
-async def on_generated(conn: asyncpg.Connection, event: IncomingEvent) -> None:
-    p = event.payload
-    assert isinstance(p, events.ImageGenerated)
-    original = next(
-        (r for r in p.renditions if r.name == "original"), p.renditions[0] if p.renditions else None
-    )
-    if original is None:
-        log.warning("image.generated without renditions", image_id=p.image_id)
-        return
-    renditions = [r.model_dump(mode="json") for r in p.renditions]
+async def on_generated(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) -> None:
+    results: dict[tuple[int, int], tuple[events.ImageGenerated, int]] = {}
+    for event in batch:
+        p = event.payload
+        assert isinstance(p, events.ImageGenerated)
+        if not p.renditions:
+            log.warning("image.generated without renditions", image_id=p.image_id)
+            continue
+        results[(p.image_id, p.revision)] = (p, event.envelope.account_id)  # the same result, re-emitted
+    generated = [r for r, _ in results.values()]
+    originals = [next((r for r in p.renditions if r.name == "original"), p.renditions[0]) for p in generated]
     await conn.execute(
         """
-        UPDATE images SET status = 'generated', blob_key = $3, sha256 = $4, content_type = $5, renditions = $6,
-                          provider = $7, model = $8, revised_prompt = $9, error = NULL,
-                          generated_at = now(), updated_at = now()
-        WHERE id = $1 AND revision = $2 AND account_id = $10
+        UPDATE images i SET status = 'generated', blob_key = p.blob_key, sha256 = p.sha256,
+                            content_type = p.content_type, renditions = p.renditions::jsonb,
+                            provider = p.provider, model = p.model, revised_prompt = p.revised_prompt,
+                            error = NULL, generated_at = now(), updated_at = now()
+        FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                    $8::text[], $9::text[], $10::text[])
+            AS p(image_id, revision, account_id, blob_key, sha256, content_type, renditions, provider, model,
+                 revised_prompt)
+        WHERE i.id = p.image_id AND i.revision = p.revision AND i.account_id = p.account_id
         """,
-        p.image_id,
-        p.revision,
-        original.blob_key,
-        original.sha256,
-        original.content_type,
-        renditions,
-        p.provider,
-        p.model,
-        p.revised_prompt,
-        event.envelope.account_id,
+        [p.image_id for p in generated],
+        [p.revision for p in generated],
+        [account_id for _, account_id in results.values()],
+        [o.blob_key for o in originals],
+        [o.sha256 for o in originals],
+        [o.content_type for o in originals],
+        [orjson.dumps([r.model_dump(mode="json") for r in p.renditions]).decode() for p in generated],
+        [p.provider for p in generated],
+        [p.model for p in generated],
+        [p.revised_prompt for p in generated],
     )
-    await _close_item(conn, p.task_id, p.image_id, p.revision, "generated", None)
+    closing = [
+        ClosedItem(e.payload.task_id, e.payload.image_id, e.payload.revision, "generated", None)
+        for e in batch
+        if isinstance(e.payload, events.ImageGenerated) and e.payload.renditions
+    ]
+    await refresh_tasks(conn, await close_items(conn, closing))
 
 
 async def on_failed(conn: asyncpg.Connection, event: IncomingEvent) -> None:
@@ -94,64 +137,79 @@ async def on_failed(conn: asyncpg.Connection, event: IncomingEvent) -> None:
         p.reason,
         event.envelope.account_id,
     )
-    await _close_item(conn, p.task_id, p.image_id, p.revision, "failed", p.reason)
+    closed = await close_items(conn, [ClosedItem(p.task_id, p.image_id, p.revision, "failed", p.reason)])
+    await refresh_tasks(conn, closed)
 
 
-async def _close_item(
-    conn: asyncpg.Connection, task_id: object, image_id: int, revision: int, state: str, error: str | None
-) -> None:
-    # The newest revision wins: a result for an older one supersedes its item instead.
-    closed = await conn.execute(
+@dataclass(frozen=True)
+class ClosedItem:
+    task_id: uuid.UUID
+    image_id: int
+    revision: int
+    state: str
+    error: str | None
+
+
+async def close_items(conn: asyncpg.Connection, items: Sequence[ClosedItem]) -> list[uuid.UUID]:
+    """Close task items with their result; returns the tasks whose items changed."""
+    if not items:
+        return []
+    last = {(i.task_id, i.image_id, i.revision): i for i in items}  # one row per item: UPDATE touches it once
+    rows = await conn.fetch(
         """
         UPDATE task_items ti SET
-            state = CASE WHEN ti.revision = i.revision THEN $4 ELSE 'superseded' END,
-            percent = CASE WHEN $4 = 'generated' THEN 100 ELSE ti.percent END,
-            error = $5, updated_at = now()
-        FROM images i
-        WHERE ti.task_id = $1 AND ti.image_id = $2 AND ti.revision = $3 AND i.id = ti.image_id
-          AND ti.state IN ('queued', 'generating')
+            -- The newest revision wins: a result for an older one supersedes its item instead.
+            state = CASE WHEN ti.revision = i.revision THEN c.state ELSE 'superseded' END,
+            percent = CASE WHEN c.state = 'generated' THEN 100 ELSE ti.percent END,
+            error = c.error, updated_at = now()
+        FROM unnest($1::uuid[], $2::bigint[], $3::int[], $4::text[], $5::text[])
+                AS c(task_id, image_id, revision, state, error),
+             images i
+        WHERE ti.task_id = c.task_id AND ti.image_id = c.image_id AND ti.revision = c.revision
+          AND i.id = ti.image_id AND ti.state IN ('queued', 'generating')
+        RETURNING ti.task_id
         """,
-        task_id,
-        image_id,
-        revision,
-        state,
-        error,
+        [i.task_id for i in last.values()],
+        [i.image_id for i in last.values()],
+        [i.revision for i in last.values()],
+        [i.state for i in last.values()],
+        [i.error for i in last.values()],
     )
-    if closed != "UPDATE 0":
-        await refresh_task(conn, task_id)  # type: ignore[arg-type]
+    return list(dict.fromkeys(r["task_id"] for r in rows))
 
 
-async def on_ai_function_called(conn: asyncpg.Connection, event: IncomingEvent) -> None:
+# ai_logs' columns with their SQL types, in the order `_ai_log_row` gives them.
+_AI_LOG_COLUMNS = (
+    ("call_id", "uuid"), ("account_id", "bigint"), ("task_id", "uuid"), ("image_id", "bigint"),
+    ("content_id", "bigint"), ("function", "text"), ("provider", "text"), ("model", "text"), ("prompt", "text"),
+    ("size", "text"), ("latency_ms", "int"), ("images", "int"), ("input_tokens", "int"),
+    ("output_tokens", "int"), ("estimated_cost_usd", "float8"), ("success", "bool"), ("error", "text"),
+    ("called_at", "timestamptz"),
+)  # fmt: skip
+_NAMES = ", ".join(name for name, _ in _AI_LOG_COLUMNS)
+_INSERT_AI_LOGS = f"""
+    INSERT INTO ai_logs ({_NAMES})
+    SELECT u.* FROM unnest({", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_AI_LOG_COLUMNS, 1))})
+        AS u({_NAMES})
+    WHERE EXISTS (SELECT 1 FROM accounts WHERE id = u.account_id)
+    ON CONFLICT (call_id) DO NOTHING
+"""
+
+
+def _ai_log_row(event: IncomingEvent) -> tuple[Any, ...]:
     p = event.payload
     assert isinstance(p, events.AiFunctionCalled)
-    await conn.execute(
-        """
-        INSERT INTO ai_logs (call_id, account_id, task_id, image_id, content_id, function, provider, model, prompt,
-                             size, latency_ms, images, input_tokens, output_tokens, estimated_cost_usd, success,
-                             error, called_at)
-        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18
-        WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2)
-        ON CONFLICT (call_id) DO NOTHING
-        """,
-        p.call_id,
-        event.envelope.account_id,
-        p.task_id,
-        p.image_id,
-        p.content_id,
-        p.function,
-        p.provider,
-        p.model,
-        p.prompt,
-        p.size,
-        p.latency_ms,
-        p.images,
-        p.input_tokens,
-        p.output_tokens,
-        p.estimated_cost_usd,
-        p.success,
-        p.error,
-        p.called_at,
-    )
+    return (
+        p.call_id, event.envelope.account_id, p.task_id, p.image_id, p.content_id, p.function, p.provider,
+        p.model, p.prompt, p.size, p.latency_ms, p.images, p.input_tokens, p.output_tokens,
+        p.estimated_cost_usd, p.success, p.error, p.called_at,
+    )  # fmt: skip
+
+
+async def on_ai_function_called(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) -> None:
+    """One row per provider call (a redelivered call is absorbed by its unique call id)."""
+    rows = [_ai_log_row(event) for event in batch]
+    await conn.execute(_INSERT_AI_LOGS, *(list(column) for column in zip(*rows, strict=True)))
 
 
 async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -> None:
@@ -239,11 +297,12 @@ async def on_wordpress_post_changed(conn: asyncpg.Connection, event: IncomingEve
     )
 
 
-HANDLERS: dict[str, Handler] = {
-    "image.generation.progress": on_progress,
-    "image.generated": on_generated,
+# The generation results come in bulk (five events per image): they are projected a consumer batch at a time.
+HANDLERS: dict[str, HandlerSpec] = {
+    "image.generation.progress": Batched(on_progress),
+    "image.generated": Batched(on_generated),
     "image.generation.failed": on_failed,
-    "ai.function.called": on_ai_function_called,
+    "ai.function.called": Batched(on_ai_function_called),
     "content.published": on_content_published,
     "content.publish.failed": on_content_publish_failed,
     "wordpress.post.changed": on_wordpress_post_changed,

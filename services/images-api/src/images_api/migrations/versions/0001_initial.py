@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from alembic import op
 
+from writer_images.db import run_ddl
 from writer_images.inbox import inbox_ddl
 from writer_images.outbox import outbox_ddl
 
@@ -283,29 +284,8 @@ CREATE INDEX publications_overdue ON publications (deadline_at) WHERE status = '
 """
 
 
-def statements(script: str) -> list[str]:
-    """Split on `;` at line ends outside `$$` bodies (the driver prepares one statement at a time)."""
-    out: list[str] = []
-    current: list[str] = []
-    inside_body = False
-    for line in script.splitlines():
-        current.append(line)
-        inside_body ^= line.count("$$") % 2 == 1
-        if not inside_body and line.rstrip().endswith(";"):
-            statement = "\n".join(current).strip()
-            if statement.strip(";").strip() and not all(
-                ln.strip().startswith("--") or not ln.strip() for ln in current
-            ):
-                out.append(statement)
-            current = []
-    if "\n".join(current).strip():
-        out.append("\n".join(current).strip())
-    return out
-
-
 def upgrade(schema: str) -> None:
-    for statement in statements(TABLES + outbox_ddl() + inbox_ddl()):
-        op.execute(statement)
+    run_ddl(op.execute, TABLES, outbox_ddl(), inbox_ddl())
 
 
 def downgrade(schema: str) -> None:
