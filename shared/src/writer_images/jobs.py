@@ -19,7 +19,7 @@ import contextlib
 import os
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,16 @@ def jobs_ddl() -> str:
     """
 
 
+def jobs_claim_order_ddl() -> str:
+    """A later migration of every service with jobs: the claim's order (run_after, id) in the index, so that
+    claiming reads the first ready rows instead of sorting every ready one (a backlog of 1,000 jobs made a
+    claim cost 0.6 ms)."""
+    return """
+    DROP INDEX jobs_claimable;
+    CREATE INDEX jobs_claimable ON jobs (queue, run_after, id) WHERE status IN ('ready', 'running');
+    """
+
+
 def notify_channel(schema: str) -> str:
     return f"jobs_{schema}"
 
@@ -80,28 +90,51 @@ async def enqueue(
     group_key: str,
     payload: dict[str, Any],
 ) -> bool:
-    """Add a job (or re-arm a finished one with the new payload). False when it is already pending.
-    One round trip: the row, and when it is armed the NOTIFY (delivered at commit) that wakes the runners."""
+    """Add a job (or re-arm a finished one with the new payload). False when it is already pending."""
+    armed = await enqueue_many(conn, schema, queue, [NewJob(dedupe_key, group_key, payload)])
+    return dedupe_key in armed
+
+
+@dataclass(frozen=True)
+class NewJob:
+    dedupe_key: str
+    group_key: str
+    payload: dict[str, Any]
+
+
+async def enqueue_many(conn: asyncpg.Connection, schema: str, queue: str, new: Sequence[NewJob]) -> set[str]:
+    """Add jobs (or re-arm finished ones with the new payload) in one round trip: the rows, and when any is
+    armed the NOTIFY (delivered at commit) that wakes the runners. Returns the dedupe keys that were armed
+    (a pending job is left alone); a key given twice is armed once, with its first payload."""
+    firsts: dict[str, NewJob] = {}
+    for job in new:
+        firsts.setdefault(job.dedupe_key, job)
+    first = list(firsts.values())
+    if not first:
+        return set()
     armed = await conn.fetchval(
         """
         WITH armed AS (
-            INSERT INTO jobs (queue, dedupe_key, group_key, payload) VALUES ($1, $2, $3, $4)
+            INSERT INTO jobs (queue, dedupe_key, group_key, payload)
+            SELECT $1, u.dedupe_key, u.group_key, u.payload
+            FROM unnest($2::text[], $3::text[], $4::jsonb[]) AS u(dedupe_key, group_key, payload)
             ON CONFLICT (queue, dedupe_key) DO UPDATE
                 SET payload = EXCLUDED.payload, group_key = EXCLUDED.group_key, status = 'ready',
                     attempts = 0, run_after = now(), last_error = NULL, lease_owner = NULL, lease_until = NULL,
                     updated_at = now()
                 WHERE jobs.status IN ('done', 'failed')
-            RETURNING 1
+            RETURNING dedupe_key
         )
-        SELECT EXISTS (SELECT 1 FROM armed), (SELECT pg_notify($5, $1) FROM armed)
+        SELECT array_agg(dedupe_key), (SELECT pg_notify($5, $1) WHERE EXISTS (SELECT 1 FROM armed))
+        FROM armed
         """,
         queue,
-        dedupe_key,
-        group_key,
-        payload,
+        [job.dedupe_key for job in first],
+        [job.group_key for job in first],
+        [job.payload for job in first],
         notify_channel(schema),
     )
-    return bool(armed)
+    return set(armed or ())
 
 
 class RetryJob(Exception):  # noqa: N818 - reads as an instruction at the raise site

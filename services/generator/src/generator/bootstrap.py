@@ -13,9 +13,9 @@ from generator.adapters.provider_registry import ProviderRegistry
 from generator.adapters.providers import create_render_pool
 from generator.adapters.rate_limit import Limit, PostgresTokenBucket
 from generator.domain.rules import GENERATE_QUEUE
-from generator.service.generation import GenerationLimits, ImageGeneration, accept_request
+from generator.service.generation import GenerationLimits, ImageGeneration, accept_requests
 from generator.settings import GeneratorSettings
-from writer_images.consumer import EventConsumer, consumer_config
+from writer_images.consumer import Batched, EventConsumer, consumer_config
 from writer_images.jobs import JobRunner, RunnerConfig, runner_config
 from writer_images.runtime import ServiceResources, close_resources, open_resources, running
 
@@ -83,7 +83,11 @@ async def build(settings: GeneratorSettings, *, consume: bool = True) -> Generat
             resources.broker,
             resources.pool,
             consumer_config(settings),
-            {"image.generation.requested": partial(accept_request, schema=SCHEMA, outbox=resources.outbox)},
+            {
+                "image.generation.requested": Batched(
+                    partial(accept_requests, schema=SCHEMA, outbox=resources.outbox)
+                )
+            },
         )
         consumer.register()
     return GeneratorService(settings, resources, generation, runner, consumer, render_pool, providers)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,6 +53,7 @@ from writer_images.events import (
     Envelope,
     ImageGenerated,
     ImageGenerationRequested,
+    OutgoingEvent,
     utcnow,
 )
 from writer_images.events import Rendition as StoredRendition
@@ -62,31 +64,45 @@ from writer_images.outbox import Outbox
 log = get_logger(__name__)
 
 
-async def accept_request(
-    conn: asyncpg.Connection, event: IncomingEvent, *, schema: str, outbox: Outbox
+async def accept_requests(
+    conn: asyncpg.Connection, batch: Sequence[IncomingEvent], *, schema: str, outbox: Outbox
 ) -> None:
-    """`image.generation.requested` → a job keyed by image and revision (or a clean failure past its deadline)."""
-    request = event.payload
-    assert isinstance(request, ImageGenerationRequested)
-    envelope = event.envelope
-    if deadline_passed(request.deadline_at, utcnow()) and (
-        await repository.stored_result(conn, request.image_id, request.revision) is None
-    ):
-        reason = f"deadline passed before generation started (deadline {request.deadline_at.isoformat()})"
-        await outbox.write(
-            conn, [messages.failed(envelope, request, reason=reason, retryable=True, attempts=0)]
-        )
-        return
-    armed = await jobs.enqueue(
+    """`image.generation.requested` → jobs keyed by image and revision, and their `queued` notices, in two
+    statements for the whole batch; a request past its deadline with no stored result fails cleanly."""
+    accepted: list[tuple[Envelope, ImageGenerationRequested]] = []
+    refused: list[OutgoingEvent] = []
+    for event in batch:
+        request = event.payload
+        assert isinstance(request, ImageGenerationRequested)
+        if deadline_passed(request.deadline_at, utcnow()) and (
+            await repository.stored_result(conn, request.image_id, request.revision) is None
+        ):
+            reason = f"deadline passed before generation started (deadline {request.deadline_at.isoformat()})"
+            refused.append(
+                messages.failed(event.envelope, request, reason=reason, retryable=True, attempts=0)
+            )
+        else:
+            accepted.append((event.envelope, request))
+    armed = await jobs.enqueue_many(
         conn,
         schema,
-        queue=GENERATE_QUEUE,
-        dedupe_key=job_key(request.image_id, request.revision),
-        group_key=str(envelope.account_id),
-        payload={"envelope": envelope.model_dump(mode="json")},
+        GENERATE_QUEUE,
+        [
+            jobs.NewJob(
+                dedupe_key=job_key(request.image_id, request.revision),
+                group_key=str(envelope.account_id),
+                payload={"envelope": envelope.model_dump(mode="json")},
+            )
+            for envelope, request in accepted
+        ],
     )
-    if armed:
-        await outbox.write(conn, [messages.progress(envelope, request, "queued")])
+    queued = []
+    for envelope, request in accepted:
+        key = job_key(request.image_id, request.revision)
+        if key in armed:
+            armed.discard(key)  # a request given twice in the batch is announced once
+            queued.append(messages.progress(envelope, request, "queued"))
+    await outbox.write(conn, [*refused, *queued])
 
 
 @dataclass(frozen=True)
