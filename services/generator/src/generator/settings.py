@@ -12,6 +12,9 @@ class GeneratorSettings(JobSettings):
     http_port: int = 8001
     db_pool_max: int = 20  # jobs hold a connection only between awaits, but 32 of them share the pool
     consumer_group: str = "generator"
+    # Each job commits its notices and its result in transactions of their own: relaying what 20 ms gather
+    # halves the relay's round trips and broker requests per image, for 20 ms on a path measured in seconds.
+    outbox_linger_s: float = 0.02
 
     # Providers. The request event names provider, model, size and format; how to reach them is ours.
     openai_base_url: str | None = None

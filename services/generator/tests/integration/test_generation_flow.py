@@ -78,7 +78,10 @@ async def test_a_429_with_retry_after_is_waited_out_then_the_image_is_generated(
     fake_openai.script(rate_limited(retry_after_s=1), ok())
     async with generator_running(harness.settings(openai_base_url=fake_openai.base_url)):
         await harness.publish([harness.request(300, provider="openai", model="dall-e-2")])
-        outcome = await harness.outcome(lambda o: len(o.of("image.generated")) == 1)
+        # Both calls' log events too: they travel on another topic and may arrive after the result.
+        outcome = await harness.outcome(
+            lambda o: len(o.of("image.generated")) == 1 and len(o.of("ai.function.called")) == 2
+        )
         conn = await harness.db()
         starts = await conn.fetch("SELECT started_at, outcome FROM provider_calls ORDER BY attempt")
         await conn.close()
