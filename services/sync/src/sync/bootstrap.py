@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from sync.entrypoints.http import SyncContext, router
+from sync.entrypoints.http import SyncContext, add_webhook_route, router
 from sync.entrypoints.worker import ReconcilerWorker
 from sync.service.projections import handlers
 from sync.service.reconcile import Reconciler
@@ -46,6 +46,7 @@ def create_app(settings: SyncSettings) -> FastAPI:
 
     app = FastAPI(title="Writer Images sync", version="1.0.0", lifespan=lifespan)
     http.install(app, settings.service_name)
+    add_webhook_route(app)
     app.include_router(ops_router(lambda: _resources(app)))
     app.include_router(router)
     return app
