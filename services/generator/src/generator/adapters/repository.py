@@ -11,6 +11,7 @@ import asyncpg
 import orjson
 
 from generator.domain.rules import call_key
+from writer_images import jobs
 from writer_images.events import ImageGenerated, OutgoingEvent
 from writer_images.outbox import OUTBOX_COLUMNS, outbox_values
 
@@ -48,27 +49,58 @@ async def stored_result_or_announce(
     return None if payload is None else ImageGenerated.model_validate(payload)
 
 
-async def save_results(
-    conn: asyncpg.Connection, results: Sequence[tuple[ImageGenerated, int]]
-) -> set[tuple[int, int]]:
-    """Store several results (result, account id) in one statement; returns the (image, revision) pairs that
-    were new. A pair already stored was stored by another runner whose lease overlapped ours."""
-    rows = await conn.fetch(
-        """
-        INSERT INTO results (image_id, revision, content_id, account_id, payload)
-        SELECT image_id, revision, content_id, account_id, payload::jsonb
-        FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::text[])
-            AS r(image_id, revision, content_id, account_id, payload)
-        ON CONFLICT (image_id, revision) DO NOTHING
-        RETURNING image_id, revision
+@dataclass(frozen=True)
+class FinishedResult:
+    result: ImageGenerated
+    account_id: int
+    job_id: int
+    events: Sequence[OutgoingEvent]  # always written
+    events_if_new: Sequence[OutgoingEvent]  # written only if this result was not stored before
+
+
+async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult], outbox_channel: str) -> None:
+    """In ONE statement (one round trip, its own transaction): store the results, write their events to the
+    outbox (`events_if_new` only for a result not stored before: another runner whose lease overlapped ours
+    already announced it), complete their jobs, and wake the relay."""
+    results = [f.result for f in finished]
+    events = [(f.result, e, False) for f in finished for e in f.events] + [
+        (f.result, e, True) for f in finished for e in f.events_if_new
+    ]
+    await pool.execute(
+        f"""
+        WITH saved AS (
+            INSERT INTO results (image_id, revision, content_id, account_id, payload)
+            SELECT image_id, revision, content_id, account_id, payload::jsonb
+            FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::bigint[], $5::text[])
+                AS r(image_id, revision, content_id, account_id, payload)
+            ON CONFLICT (image_id, revision) DO NOTHING
+            RETURNING image_id, revision
+        ), written AS (
+            INSERT INTO outbox ({OUTBOX_COLUMNS})
+            SELECT e.event_id, e.event_type, e.topic, e.key, e.value, e.correlation_id
+            FROM unnest($6::bigint[], $7::int[], $8::bool[], $9::uuid[], $10::text[], $11::text[], $12::text[],
+                        $13::bytea[], $14::text[])
+                AS e(image_id, revision, if_new, event_id, event_type, topic, key, value, correlation_id)
+            WHERE NOT e.if_new
+               OR EXISTS (SELECT 1 FROM saved s WHERE s.image_id = e.image_id AND s.revision = e.revision)
+            RETURNING 1
+        ), done AS (
+            {jobs.completion("$15")}
+        )
+        SELECT pg_notify($16, '') WHERE EXISTS (SELECT 1 FROM written)
         """,
-        [r.image_id for r, _ in results],
-        [r.revision for r, _ in results],
-        [r.content_id for r, _ in results],
-        [account_id for _, account_id in results],
-        [orjson.dumps(r.model_dump(mode="json")).decode() for r, _ in results],
+        [r.image_id for r in results],
+        [r.revision for r in results],
+        [r.content_id for r in results],
+        [f.account_id for f in finished],
+        [orjson.dumps(r.model_dump(mode="json")).decode() for r in results],
+        [r.image_id for r, _, _ in events],
+        [r.revision for r, _, _ in events],
+        [if_new for _, _, if_new in events],
+        *(list(column) for column in zip(*(outbox_values(e) for _, e, _ in events), strict=True)),
+        [f.job_id for f in finished],
+        outbox_channel,
     )
-    return {(row["image_id"], row["revision"]) for row in rows}
 
 
 @dataclass(frozen=True)
