@@ -188,3 +188,24 @@ async def test_finished_work_requested_again_runs_again(jobs_schema: tuple[str, 
         assert await _enqueue(pool, schema, "again") is True
         await _until(lambda: asyncio.sleep(0, result=len(runs) == 2))
     assert runs == ["again", "again"]
+
+
+async def test_enqueue_many_arms_each_key_once_with_its_first_payload_and_leaves_pending_jobs_alone(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+
+    def new(key: str, note: str) -> jobs.NewJob:
+        return jobs.NewJob(dedupe_key=key, group_key="acct-1", payload={"note": note})
+
+    async with pool.acquire() as conn, conn.transaction():
+        armed = await jobs.enqueue_many(
+            conn, schema, "q", [new("a", "first"), new("b", "b"), new("a", "second")]
+        )
+    assert armed == {"a", "b"}
+    async with pool.acquire() as conn, conn.transaction():
+        again = await jobs.enqueue_many(conn, schema, "q", [new("a", "third"), new("c", "c")])
+    assert again == {"c"}  # "a" is still pending: requesting it again does nothing
+    async with pool.acquire() as conn:
+        rows = await conn.fetch("SELECT dedupe_key, payload FROM jobs WHERE queue = 'q' ORDER BY dedupe_key")
+    assert [(r["dedupe_key"], r["payload"]["note"]) for r in rows] == [("a", "first"), ("b", "b"), ("c", "c")]

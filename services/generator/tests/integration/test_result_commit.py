@@ -1,0 +1,91 @@
+"""The one statement that ends a group of finished images: results, outbox rows, job completion."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from generator.adapters import repository
+from generator.bootstrap import generator_running
+from writer_images import events, jobs
+from writer_images.db import create_pool
+from writer_images.events import make_event, utcnow
+
+
+def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
+    rendition = events.Rendition(
+        name="original",
+        blob_key=f"ab/cd/{image_id}.jpg",
+        width=512,
+        height=512,
+        format="jpg",
+        content_type="image/jpeg",
+        bytes=1234,
+        sha256="0" * 64,
+    )
+    result = events.ImageGenerated(
+        task_id=uuid.uuid4(),
+        image_id=image_id,
+        content_id=1,
+        revision=1,
+        provider="local",
+        model="local-v1",
+        renditions=[rendition],
+    )
+    call = events.AiFunctionCalled(
+        call_id=uuid.uuid4(),
+        task_id=result.task_id,
+        image_id=image_id,
+        content_id=1,
+        provider="local",
+        model="local-v1",
+        prompt="p",
+        size="512x512",
+        latency_ms=5,
+        images=1,
+        estimated_cost_usd=0.0,
+        success=True,
+        called_at=utcnow(),
+    )
+    return repository.FinishedResult(
+        result=result,
+        account_id=7,
+        job_id=job_id,
+        events=[make_event(call, account_id=7, correlation_id="t")],
+        events_if_new=[make_event(result, account_id=7, correlation_id="t")],
+    )
+
+
+async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_generated_event(
+    harness: Any,
+) -> None:
+    async with generator_running(harness.settings()):
+        pass  # migrated; stopped before the relay could drain what this test writes
+    pool = await create_pool(harness.database_url, "generator")
+    try:
+        async with pool.acquire() as conn:
+            await jobs.enqueue_many(
+                conn,
+                "generator",
+                "generate",
+                [jobs.NewJob(k, "7", {}) for k in ("first-runner", "second-runner")],
+            )
+            job_ids = [r["id"] for r in await conn.fetch("SELECT id FROM jobs ORDER BY id")]
+        first, second = _finished(500, job_ids[0]), _finished(500, job_ids[1])  # overlapping leases
+        await repository.commit_results(pool, [first], "outbox_generator")
+        await repository.commit_results(pool, [second], "outbox_generator")
+
+        async with pool.acquire() as conn:
+            written = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM outbox")}
+            stored = await conn.fetchval("SELECT count(*) FROM results WHERE image_id = 500")
+            states = [r["status"] for r in await conn.fetch("SELECT status FROM jobs ORDER BY id")]
+    finally:
+        await pool.close()
+
+    assert written == {
+        first.events[0].event_id,
+        first.events_if_new[0].event_id,
+        second.events[0].event_id,  # the second call is logged: it happened
+    }
+    assert stored == 1
+    assert states == ["done", "done"]
