@@ -19,8 +19,7 @@ with `--drivers` (default both):
     database), an owner from the CLI, N/4 contents (a featured + three in-article slots each) created
     through the API before the clock starts; timed: one `POST generate_images` per content, then the
     grouped view (`overall_status=complete`, page_size 1) polled every 50 ms until all read complete.
-    images-api asks the local provider for local-v1's one size, 1024×576 (2.25× the pixels of 512×512,
-    the closest the API offers), so this run's baselines (direct loop, Celery peer) render 1024×576 too.
+    images-api asks the local provider for 512×512 (`WI_LOCAL_IMAGE_SIZE`), the size the baselines render.
     Per-image latency: POST → the image's `generated_at` written by the projection.
 """
 
@@ -45,7 +44,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, summary_ms, write_result
-from bench.stack_driver import IMAGES_PER_CONTENT, LOCAL_MODEL_SIZE, ApiDriver, running_stack
+from bench.stack_driver import IMAGES_PER_CONTENT, ApiDriver, running_stack
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
 from writer_images.events import Envelope, ImageGenerationRequested, RenditionRequest, make_event, utcnow
@@ -465,7 +464,10 @@ async def api_run(
         "WI_PER_ACCOUNT_LIMIT": "32",
         "WI_DB_POOL_MAX": "20",
     }
-    async with running_stack(server, stack_dir, ["images-api"], **PRODUCTION_FETCH_WAIT) as running:
+    local_size = {"WI_LOCAL_IMAGE_SIZE": f"{SIZE}x{SIZE}"}
+    async with running_stack(
+        server, stack_dir, ["images-api"], **PRODUCTION_FETCH_WAIT, **local_size
+    ) as running:
         # The generator's settings are its own: images-api must not see them (it would ignore them anyway).
         await asyncio.to_thread(running.stack.start, "generator", **generator_env)
         driver = ApiDriver(running.api)
@@ -487,7 +489,7 @@ async def api_run(
 DRIVERS = {
     # name: (what is timed, image size, how it is run)
     "events": ("request events → image.generated", (SIZE, SIZE), events_run),
-    "api": ("API request → read model shows generated", LOCAL_MODEL_SIZE, api_run),
+    "api": ("API request → read model shows generated", (SIZE, SIZE), api_run),
 }
 
 
@@ -651,8 +653,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--drivers",
         default="events,api",
-        help="local-provider runs, comma-separated: events (generator alone, 512×512), "
-        "api (images-api + generator, API request → read model, 1024×576: local-v1's only size)",
+        help="local-provider runs at 512×512, comma-separated: events (the generator alone), "
+        "api (images-api + generator, API request → read model)",
     )
     parser.add_argument("--skip-local", action="store_true")
     parser.add_argument("--skip-openai", action="store_true")

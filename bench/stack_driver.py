@@ -22,8 +22,6 @@ ARTICLE = (
     "<p>Intro</p><h2>Where to stay</h2><p>…</p><h2>What to eat</h2><p>…</p><h2>Getting around</h2><p>…</p>"
 )
 IMAGES_PER_CONTENT = 4
-# The only local model; images-api asks it for its widest size (images_api.settings.MODEL_SIZES).
-LOCAL_MODEL_SIZE = (1024, 576)
 T = TypeVar("T")
 
 

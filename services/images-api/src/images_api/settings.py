@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from writer_images.settings import ServiceSettings
 
@@ -24,6 +24,11 @@ RENDITION_WIDTHS = {"desktop": 1280, "mobile": 640}
 
 class ImagesApiSettings(ServiceSettings):
     service_name: str = "images-api"
+    local_image_size: str = Field(
+        default="x".join(str(side) for side in MODEL_SIZES["local-v1"]),
+        pattern=r"^[1-9][0-9]{1,3}x[1-9][0-9]{1,3}$",
+        description="What the local provider renders (WIDTHxHEIGHT, at most 4096 a side): smaller renders faster",
+    )
     http_port: int = 8000
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base of absolute URLs handed to browsers (image_url)"
@@ -46,3 +51,15 @@ class ImagesApiSettings(ServiceSettings):
     page_cache_entries: int = Field(
         default=2048, description="Grouped-view pages cached per process; 0 disables"
     )
+
+    @field_validator("local_image_size")
+    @classmethod
+    def _within_the_local_providers_limit(cls, size: str) -> str:
+        if any(int(side) > 4096 for side in size.split("x")):
+            raise ValueError("at most 4096 px a side (the local provider's limit)")
+        return size
+
+    def model_sizes(self) -> dict[str, tuple[int, int]]:
+        """The output size asked of each model, the local one as configured."""
+        width, height = (int(side) for side in self.local_image_size.split("x"))
+        return {**MODEL_SIZES, "local-v1": (width, height)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,11 +25,12 @@ def _request_event(
     image: asyncpg.Record,
     task_id: uuid.UUID,
     settings: image_settings.ImageGenerationSettings,
+    sizes: Mapping[str, tuple[int, int]],
     deadline_at: datetime,
     account_id: int,
     correlation_id: str,
 ) -> OutgoingEvent:
-    width, height = settings.size()
+    width, height = sizes[settings.model]
     payload = ImageGenerationRequested(
         task_id=task_id,
         image_id=image["id"],
@@ -56,6 +57,7 @@ async def request_generation(
     content_id: int,
     image_ids: Sequence[int],
     *,
+    sizes: Mapping[str, tuple[int, int]],
     timeout_s: int,
     correlation_id: str,
 ) -> dict[str, Any]:
@@ -119,7 +121,9 @@ async def request_generation(
             [r["revision"] for r in rows],
             deadline_at,
         )
-        events = [_request_event(r, task_id, settings, deadline_at, account_id, correlation_id) for r in rows]
+        events = [
+            _request_event(r, task_id, settings, sizes, deadline_at, account_id, correlation_id) for r in rows
+        ]
         await outbox.write(conn, events)
         await notify(conn, task_topic(task_id))
     return {
@@ -200,7 +204,11 @@ async def task_view(conn: asyncpg.Connection, account_id: int, task_id: uuid.UUI
 
 
 async def sweep_overdue_items(
-    conn: asyncpg.Connection, outbox: Outbox, max_rerequests: int, timeout_s: int
+    conn: asyncpg.Connection,
+    outbox: Outbox,
+    max_rerequests: int,
+    timeout_s: int,
+    sizes: Mapping[str, tuple[int, int]],
 ) -> int:
     """Items past their deadline: re-request (same revision, new event id) a bounded number of times,
     then fail them with a reason. Safe anywhere: every consumer is idempotent."""
@@ -228,7 +236,13 @@ async def sweep_overdue_items(
             deadline_at = utcnow() + timedelta(seconds=timeout_s)
             settings = await image_settings.load(conn, item["account_id"])
             event = _request_event(
-                item, item["task_id"], settings, deadline_at, item["account_id"], f"sweeper:{item['task_id']}"
+                item,
+                item["task_id"],
+                settings,
+                sizes,
+                deadline_at,
+                item["account_id"],
+                f"sweeper:{item['task_id']}",
             )
             await outbox.write(conn, [event])
             await conn.execute(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from images_api.settings import MODEL_SIZES, RENDITION_WIDTHS, SUPPORTED_MODELS
+from images_api.settings import RENDITION_WIDTHS, SUPPORTED_MODELS
 from writer_images.events import RenditionRequest
 
 Provider = Literal["local", "openai"]
@@ -51,9 +51,6 @@ class ImageGenerationSettings(BaseModel):
         if model not in allowed:
             raise ValueError(f"model {model!r} is not offered by {provider} (one of {list(allowed)})")
         return model
-
-    def size(self) -> tuple[int, int]:
-        return MODEL_SIZES[self.model]
 
     def renditions(self) -> list[RenditionRequest]:
         wanted = [("desktop", self.desktop_enabled), ("mobile", self.mobile_enabled)]

@@ -28,7 +28,7 @@ class Sweeper:
         s = self._settings
         async with self._pool.acquire() as conn, conn.transaction():
             items = await sweep_overdue_items(
-                conn, self._outbox, s.sweeper_max_rerequests, s.generation_timeout_s
+                conn, self._outbox, s.sweeper_max_rerequests, s.generation_timeout_s, s.model_sizes()
             )
         async with self._pool.acquire() as conn, conn.transaction():
             pubs = await sweep_overdue_publications(

@@ -254,6 +254,7 @@ async def generate_images(body: s.GenerateIn, who: Editor, conn: Conn, state: St
         who.account_id,
         body.content_id,
         body.ids,
+        sizes=state.settings.model_sizes(),
         timeout_s=state.settings.generation_timeout_s,
         correlation_id=current_request_id(),
     )
@@ -392,6 +393,7 @@ async def regenerate_image(image_id: IdPath, who: Editor, conn: Conn, state: Sta
         who.account_id,
         row["content_id"],
         [image_id],
+        sizes=state.settings.model_sizes(),
         timeout_s=state.settings.generation_timeout_s,
         correlation_id=current_request_id(),
     )
