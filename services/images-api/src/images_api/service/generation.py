@@ -133,10 +133,6 @@ async def request_generation(
     }
 
 
-async def refresh_task(conn: asyncpg.Connection, task_id: uuid.UUID) -> None:
-    await refresh_tasks(conn, [task_id])
-
-
 async def refresh_tasks(conn: asyncpg.Connection, task_ids: Sequence[uuid.UUID]) -> None:
     """A task is finished when none of its items is still queued or generating. One round trip for them all:
     the tasks' states, and the notices (delivered at commit) that wake their SSE streams."""
