@@ -9,44 +9,14 @@ from generator.adapters import repository
 from generator.bootstrap import generator_running
 from writer_images import events, jobs
 from writer_images.db import create_pool
-from writer_images.events import make_event, utcnow
+from writer_images.events import make_event
+from writer_images.testing.examples import example
 
 
 def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
-    rendition = events.Rendition(
-        name="original",
-        blob_key=f"ab/cd/{image_id}.jpg",
-        width=512,
-        height=512,
-        format="jpg",
-        content_type="image/jpeg",
-        bytes=1234,
-        sha256="0" * 64,
-    )
-    result = events.ImageGenerated(
-        task_id=uuid.uuid4(),
-        image_id=image_id,
-        content_id=1,
-        revision=1,
-        provider="local",
-        model="local-v1",
-        renditions=[rendition],
-    )
-    call = events.AiFunctionCalled(
-        call_id=uuid.uuid4(),
-        task_id=result.task_id,
-        image_id=image_id,
-        content_id=1,
-        provider="local",
-        model="local-v1",
-        prompt="p",
-        size="512x512",
-        latency_ms=5,
-        images=1,
-        estimated_cost_usd=0.0,
-        success=True,
-        called_at=utcnow(),
-    )
+    result = example(events.ImageGenerated).model_copy(update={"image_id": image_id, "task_id": uuid.uuid4()})
+    call = example(events.AiFunctionCalled).model_copy(update={"call_id": uuid.uuid4(), "image_id": image_id})
+    assert isinstance(result, events.ImageGenerated)
     return repository.FinishedResult(
         result=result,
         account_id=7,
