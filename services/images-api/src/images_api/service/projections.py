@@ -84,6 +84,7 @@ async def on_progress(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) 
 
 async def on_generated(conn: asyncpg.Connection, batch: Sequence[IncomingEvent]) -> None:
     results: dict[tuple[int, int], tuple[events.ImageGenerated, int]] = {}
+    closing: list[ClosedItem] = []
     for event in batch:
         p = event.payload
         assert isinstance(p, events.ImageGenerated)
@@ -91,6 +92,7 @@ async def on_generated(conn: asyncpg.Connection, batch: Sequence[IncomingEvent])
             log.warning("image.generated without renditions", image_id=p.image_id)
             continue
         results[(p.image_id, p.revision)] = (p, event.envelope.account_id)  # the same result, re-emitted
+        closing.append(ClosedItem(p.task_id, p.image_id, p.revision, "generated", None))  # every task closes
     generated = [r for r, _ in results.values()]
     originals = [next((r for r in p.renditions if r.name == "original"), p.renditions[0]) for p in generated]
     await conn.execute(
@@ -116,11 +118,6 @@ async def on_generated(conn: asyncpg.Connection, batch: Sequence[IncomingEvent])
         [p.model for p in generated],
         [p.revised_prompt for p in generated],
     )
-    closing = [
-        ClosedItem(e.payload.task_id, e.payload.image_id, e.payload.revision, "generated", None)
-        for e in batch
-        if isinstance(e.payload, events.ImageGenerated) and e.payload.renditions
-    ]
     await refresh_tasks(conn, await close_items(conn, closing))
 
 
