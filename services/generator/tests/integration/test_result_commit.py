@@ -1,4 +1,5 @@
-"""The one statement that ends a group of finished images: results, outbox rows, job completion."""
+"""The one-statement group writes of the generator: starting a group of jobs (stored result, else the
+`generating` announcement) and ending one (results, outbox rows, job completion)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,36 @@ async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_gener
     }
     assert stored == 1
     assert states == ["done", "done"]
+
+
+async def test_starting_a_group_announces_the_new_images_and_returns_the_stored_result_of_the_others(
+    harness: Any,
+) -> None:
+    async with generator_running(harness.settings()):
+        pass  # migrated; stopped before the relay could drain what this test writes
+    pool = await create_pool(harness.database_url, "generator")
+    try:
+        async with pool.acquire() as conn:
+            await jobs.enqueue_many(conn, "generator", "generate", [jobs.NewJob("done-before", "7", {})])
+            job_id = await conn.fetchval("SELECT id FROM jobs")
+        done_before = _finished(601, job_id)
+        await repository.commit_results(pool, [done_before], "outbox_generator")
+        before = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}
+
+        progress = example(events.ImageGenerationProgress)
+        group = [
+            repository.Announcement(image_id, 1, make_event(progress, account_id=7, correlation_id="t"))
+            for image_id in (600, 601, 602)
+        ]
+        answers = await repository.stored_results_or_announce(pool, group, "outbox_generator")
+        announced = [
+            r["event_id"]
+            for r in await pool.fetch("SELECT event_id FROM outbox ORDER BY id")
+            if r["event_id"] not in before
+        ]
+    finally:
+        await pool.close()
+
+    assert answers[0] is None and answers[2] is None
+    assert answers[1] == done_before.result
+    assert announced == [group[0].event.event_id, group[2].event.event_id]

@@ -25,28 +25,50 @@ async def stored_result(
     return None if payload is None else ImageGenerated.model_validate(payload)
 
 
-async def stored_result_or_announce(
-    pool: asyncpg.Pool, image_id: int, revision: int, announcement: OutgoingEvent, outbox_channel: str
-) -> ImageGenerated | None:
-    """The stored result if there is one; else `announcement` goes to the outbox (and the relay is woken).
-    One statement, hence one round trip and its own transaction."""
-    payload: dict[str, Any] | None = await pool.fetchval(
+@dataclass(frozen=True)
+class Announcement:
+    """A job about to call its provider: `event` (its `generating` progress) goes out unless a result for
+    (image_id, revision) is already stored."""
+
+    image_id: int
+    revision: int
+    event: OutgoingEvent
+
+
+async def stored_results_or_announce(
+    pool: asyncpg.Pool, announcements: Sequence[Announcement], outbox_channel: str
+) -> list[ImageGenerated | None]:
+    """For each announcement, in order: the stored result if there is one; else its event goes to the outbox
+    (and the relay is woken, once). One statement, hence one round trip and its own transaction."""
+    rows = await pool.fetch(
         f"""
-        WITH stored AS (
-            SELECT payload FROM results WHERE image_id = $1 AND revision = $2
+        WITH wanted AS (
+            SELECT * FROM unnest($1::bigint[], $2::int[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                 $7::bytea[], $8::text[])
+                WITH ORDINALITY AS w(image_id, revision, event_id, event_type, topic, key, value, correlation_id, n)
+        ), stored AS (
+            SELECT w.n, r.payload FROM wanted w JOIN results r USING (image_id, revision)
         ), announced AS (
             INSERT INTO outbox ({OUTBOX_COLUMNS})
-            SELECT $3, $4, $5, $6, $7, $8 WHERE NOT EXISTS (SELECT 1 FROM stored)
+            SELECT event_id, event_type, topic, key, value, correlation_id FROM wanted w
+            WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.n = w.n)
+            ORDER BY n
             RETURNING 1
         )
-        SELECT (SELECT payload FROM stored), (SELECT pg_notify($9, '') FROM announced)
+        SELECT n, payload FROM stored
+        UNION ALL  -- the wake-up, as a row of its own (n = 0) so that it is sent even when nothing was stored
+        SELECT 0, NULL FROM (SELECT pg_notify($9, '') WHERE EXISTS (SELECT 1 FROM announced)) AS woken
         """,
-        image_id,
-        revision,
-        *outbox_values(announcement),
+        [a.image_id for a in announcements],
+        [a.revision for a in announcements],
+        *(list(column) for column in zip(*(outbox_values(a.event) for a in announcements), strict=True)),
         outbox_channel,
     )
-    return None if payload is None else ImageGenerated.model_validate(payload)
+    stored: list[ImageGenerated | None] = [None] * len(announcements)
+    for row in rows:
+        if row["n"]:
+            stored[row["n"] - 1] = ImageGenerated.model_validate(row["payload"])
+    return stored
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,6 @@ from generator.domain.rules import (
     seconds_left,
 )
 from generator.service import messages
-from generator.service.committer import FinishedImage, ResultCommitter
 from writer_images import jobs, metrics
 from writer_images.blobstore import FilesystemBlobStore
 from writer_images.consumer import IncomingEvent
@@ -57,6 +56,7 @@ from writer_images.events import (
     utcnow,
 )
 from writer_images.events import Rendition as StoredRendition
+from writer_images.group_writer import GroupWriter
 from writer_images.jobs import FailJob, Job, RetryJob
 from writer_images.logging import get_logger
 from writer_images.outbox import Outbox
@@ -168,7 +168,12 @@ class ImageGeneration:
         self._render_pool = render_pool
         self._limits = limits
         self._slots: dict[str, asyncio.Semaphore] = {}
-        self._committer = ResultCommitter(pool, outbox)
+        # Jobs start and finish in bursts (a claim takes several; a render pool returns several): each
+        # burst's `generating` announcements, and each burst's results, are written in one statement.
+        self._announcements: GroupWriter[repository.Announcement, ImageGenerated | None] = GroupWriter(
+            self._announce_group
+        )
+        self._results: GroupWriter[repository.FinishedResult, None] = GroupWriter(self._commit_group)
 
     async def handle(self, job: Job) -> None:
         envelope = Envelope.model_validate(job.payload["envelope"])
@@ -199,13 +204,14 @@ class ImageGeneration:
             output_tokens=output.output_tokens,
             error=None,
         )
-        await self._committer.commit(
-            FinishedImage(
-                job=job,
+        await self._results.submit(
+            repository.FinishedResult(
                 result=result,
                 account_id=envelope.account_id,
-                call_event=called,
-                generated_event=messages.generated(envelope, result),
+                job_id=job.id,
+                events=[called],
+                # Only for a result not stored before: another runner whose lease overlapped ours announced it.
+                events_if_new=[messages.generated(envelope, result)],
             )
         )
 
@@ -237,13 +243,22 @@ class ImageGeneration:
             raise FailJob(
                 f"deadline passed after {job.attempts - 1} attempt(s) (deadline {request.deadline_at.isoformat()})"
             )
-        return await repository.stored_result_or_announce(
-            self._pool,
-            request.image_id,
-            request.revision,
-            messages.progress(envelope, request, "generating", job.attempts),
-            self._outbox.channel,
+        return await self._announcements.submit(
+            repository.Announcement(
+                request.image_id,
+                request.revision,
+                messages.progress(envelope, request, "generating", job.attempts),
+            )
         )
+
+    async def _announce_group(
+        self, announcements: Sequence[repository.Announcement]
+    ) -> list[ImageGenerated | None]:
+        return await repository.stored_results_or_announce(self._pool, announcements, self._outbox.channel)
+
+    async def _commit_group(self, finished: Sequence[repository.FinishedResult]) -> list[None]:
+        await repository.commit_results(self._pool, finished, self._outbox.channel)
+        return [None] * len(finished)
 
     async def _reemit(
         self, job: Job, envelope: Envelope, request: ImageGenerationRequested, stored: ImageGenerated
