@@ -41,8 +41,12 @@ class GroupWriter(Generic[Item, Answer]):
         self._pending.append(pending)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_groups())
-        # A caller cancelled while waiting leaves its item in the group: the write stays all-or-nothing.
-        return await asyncio.shield(pending.answer)
+        try:
+            return await asyncio.shield(pending.answer)
+        except asyncio.CancelledError:
+            # The item stays in its group (the write is all-or-nothing); nobody will read its answer now.
+            pending.answer.add_done_callback(_retrieve)
+            raise
 
     async def _write_groups(self) -> None:
         while self._pending:
@@ -59,3 +63,8 @@ class GroupWriter(Generic[Item, Answer]):
                 for pending, answer in zip(group, answers, strict=True):
                     if not pending.answer.done():
                         pending.answer.set_result(answer)
+
+
+def _retrieve(answer: asyncio.Future[Answer]) -> None:
+    if not answer.cancelled():
+        answer.exception()  # marks a failure as seen: it was already reported to the group's other callers

@@ -76,3 +76,17 @@ async def test_a_write_that_answers_for_the_wrong_number_of_items_fails_its_call
 
     with pytest.raises(RuntimeError, match="a group of 2 got 1 answers"):
         await asyncio.gather(writer.submit(1), writer.submit(2))
+
+
+async def test_a_caller_cancelled_while_waiting_leaves_its_item_in_the_group() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write)
+
+    cancelled = asyncio.ensure_future(writer.submit(1))
+    waiting = asyncio.ensure_future(writer.submit(2))
+    await asyncio.sleep(0.001)
+    cancelled.cancel()
+
+    assert await waiting == 20
+    assert cancelled.cancelled()
+    assert recorder.groups == [[1, 2]]
