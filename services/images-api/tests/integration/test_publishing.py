@@ -160,6 +160,47 @@ async def test_batch_publish_reports_each_item_and_accepts_the_ready_ones(
     assert by_id[foreign["id"]]["reason"] == "Content not found"
 
 
+async def test_an_atomic_batch_with_one_refusal_requests_nothing_and_says_why(tenant: Tenant) -> None:
+    site = await tenant.site()
+    ready = await _ready_content(tenant, site["id"])
+    draft = await _ready_content(tenant, site["id"], status="draft")
+    batch = {"content_ids": [ready["id"], draft["id"]], "atomic": True}
+
+    refused = await tenant.editor.post("/v1/publisher/publish/batch/", json=batch)
+
+    assert refused.status_code == 409, refused.text
+    problem = refused.json()
+    assert "Nothing was published: 1 of 2" in problem["error"]
+    assert list(problem["errors"]) == [str(draft["id"])] and "draft" in problem["errors"][str(draft["id"])][0]
+    history = await tenant.viewer.get(f"/v1/writer/contents/{ready['id']}/publications/")
+    assert history.json()["data"] == []  # the ready one's publication was rolled back with the rest
+    alone = await tenant.editor.post(
+        "/v1/publisher/publish/batch/", json={**batch, "content_ids": [ready["id"]]}
+    )
+    assert alone.status_code == 202 and alone.json()["data"]["accepted"] == 1
+
+
+async def test_a_batch_can_schedule_every_post_for_a_date(tenant: Tenant) -> None:
+    site = await tenant.site()
+    contents = [await _ready_content(tenant, site["id"]) for _ in range(2)]
+    when = "2031-05-04T09:30:00+00:00"
+
+    response = await tenant.editor.post(
+        "/v1/publisher/publish/batch/",
+        json={"content_ids": [c["id"] for c in contents], "publish_at": when, "atomic": True},
+    )
+
+    assert response.status_code == 202, response.text
+    async with tenant.app.state.resources.pool.acquire() as conn:
+        requests = await conn.fetch(
+            "SELECT request FROM publications WHERE content_id = ANY($1::bigint[])",
+            [c["id"] for c in contents],
+        )
+    assert [(r["request"]["wp_status"], r["request"]["publish_at"]) for r in requests] == [
+        ("future", "2031-05-04T09:30:00Z"),
+    ] * 2
+
+
 async def test_failed_publication_is_visible_and_publishable_again(
     tenant: Tenant, kafka_bootstrap: str
 ) -> None:

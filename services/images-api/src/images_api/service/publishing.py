@@ -172,11 +172,14 @@ async def request_batch(
     content_ids: list[int],
     *,
     allow_missing_images: bool,
+    publish_at: datetime | None,
+    atomic: bool,
     timeout_s: int,
     correlation_id: str,
 ) -> dict[str, Any]:
-    """Each content is checked on its own; the accepted ones are requested in ONE transaction
-    (a savepoint per item keeps a refusal from undoing its neighbours)."""
+    """Each content is checked on its own; the accepted ones are requested in ONE transaction (a savepoint
+    per item keeps a refusal from undoing its neighbours). `atomic`: all or nothing, so one refusal
+    requests none of them (409, every refusal's reason by content id)."""
     results: list[dict[str, Any]] = []
     async with conn.transaction():
         for content_id in dict.fromkeys(content_ids):
@@ -188,24 +191,34 @@ async def request_batch(
                         content_id,
                         "publish",
                         allow_missing_images=allow_missing_images,
-                        publish_at=None,
+                        publish_at=publish_at,
                         timeout_s=timeout_s,
                         correlation_id=correlation_id,
                         outbox=outbox,
                     )
                 results.append({**accepted, "accepted": True, "reason": None})
             except RefusedError as refused:
-                results.append(
-                    {
-                        "content_id": content_id,
-                        "accepted": False,
-                        "publication_id": None,
-                        "status": "refused",
-                        "reason": refused.reason,
-                    }
-                )
+                results.append(_refused(content_id, refused.reason))
+        refusals = {str(r["content_id"]): [r["reason"]] for r in results if not r["accepted"]}
+        if atomic and refusals:
+            # Raised inside the transaction: every accepted item's publication and event is undone.
+            raise AppError(
+                409,
+                f"Nothing was published: {len(refusals)} of {len(results)} contents cannot be published",
+                errors=refusals,
+            )
     accepted_count = sum(1 for r in results if r["accepted"])
     return {"accepted": accepted_count, "refused": len(results) - accepted_count, "results": results}
+
+
+def _refused(content_id: int, reason: str) -> dict[str, Any]:
+    return {
+        "content_id": content_id,
+        "accepted": False,
+        "publication_id": None,
+        "status": "refused",
+        "reason": reason,
+    }
 
 
 async def publication_view(conn: asyncpg.Connection, account_id: int, publication_id: int) -> dict[str, Any]:

@@ -516,17 +516,23 @@ async def _wait_for_publication(state: ApiState, account_id: int, requested: dic
 
 
 @router.post(
-    "/v1/publisher/publish/batch/", tags=["publisher"], status_code=202, response_model=Ok[s.BatchOut]
+    "/v1/publisher/publish/batch/",
+    tags=["publisher"],
+    status_code=202,
+    response_model=Ok[s.BatchOut],
+    responses=CONFLICT,
 )
 async def publish_batch(body: s.PublishBatchIn, who: Editor, conn: Conn, state: State) -> Ok[Any]:
     """Each content accepted or refused with its reason (partial success); the accepted ones are
-    requested in one transaction."""
+    requested in one transaction. With `atomic`, one refusal requests none (409, reasons by content id)."""
     result = await publishing.request_batch(
         conn,
         state.resources.outbox,
         who.account_id,
         body.content_ids,
         allow_missing_images=body.allow_missing_images,
+        publish_at=body.publish_at,
+        atomic=body.atomic,
         timeout_s=state.settings.publish_timeout_s,
         correlation_id=current_request_id(),
     )

@@ -353,7 +353,14 @@ class PublishBatchIn(Input):
     model_config = _example({"content_ids": [42, 43, 44], "destinations": ["wordpress"]})
     content_ids: list[Id] = Field(min_length=1, max_length=200)
     destinations: list[Literal["wordpress"]] = Field(default=["wordpress"], min_length=1, max_length=1)
+    publish_at: datetime | None = Field(
+        default=None, description="Schedule every post of the batch (WordPress `future`) when in the future"
+    )
     allow_missing_images: bool = False
+    atomic: bool = Field(
+        default=False,
+        description="All or nothing: if any content is refused, none is requested (409 with every reason)",
+    )
 
 
 class PublishRequestedOut(BaseModel):
