@@ -271,3 +271,54 @@ async def test_publish_with_wait_returns_the_seed_shape_once_wordpress_answered(
         "external_url": "https://blog.example.com/p77/",
         "sync_status": "published",
     }
+
+
+async def test_the_publishing_queue_lists_the_accounts_publications_and_the_calendar_its_scheduled_ones(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    site = await tenant.site()
+    now_live, in_may, in_june = [await _ready_content(tenant, site["id"]) for _ in range(3)]
+    await tenant.editor.post("/v1/publisher/publish/", json={"content_id": now_live["id"]})
+    for content, when in ((in_june, "2031-06-02T08:00:00Z"), (in_may, "2031-05-20T08:00:00Z")):
+        await tenant.editor.post(
+            "/v1/publisher/publish/", json={"content_id": content["id"], "publish_at": when}
+        )
+    other_site = await other_tenant.site()
+    foreign = await _ready_content(other_tenant, other_site["id"])
+    await other_tenant.editor.post("/v1/publisher/publish/", json={"content_id": foreign["id"]})
+
+    queue = (await tenant.viewer.get("/v1/publisher/publications/", params={"status": "requested"})).json()
+    may = await tenant.viewer.get(
+        "/v1/publisher/publications/",
+        params={"scheduled_from": "2031-05-01T00:00:00Z", "scheduled_to": "2031-06-01T00:00:00Z"},
+    )
+    spring = await tenant.viewer.get(
+        "/v1/publisher/publications/",
+        params={"scheduled_from": "2031-05-01T00:00:00Z", "scheduled_to": "2031-07-01T00:00:00Z"},
+    )
+
+    mine = [r["content_id"] for r in queue["data"]["results"]]
+    assert mine == [
+        in_may["id"],
+        in_june["id"],
+        now_live["id"],
+    ]  # newest first; the other tenant's is not here
+    assert queue["data"]["results"][0]["title"] == in_may["title"]
+    assert [r["content_id"] for r in may.json()["data"]["results"]] == [in_may["id"]]
+    assert [(r["content_id"], r["publish_at"]) for r in spring.json()["data"]["results"]] == [
+        (in_may["id"], "2031-05-20T08:00:00Z"),
+        (in_june["id"], "2031-06-02T08:00:00Z"),
+    ]
+
+
+async def test_the_publishing_queue_refuses_a_backwards_or_naive_schedule_window(tenant: Tenant) -> None:
+    backwards = await tenant.viewer.get(
+        "/v1/publisher/publications/",
+        params={"scheduled_from": "2031-06-01T00:00:00Z", "scheduled_to": "2031-05-01T00:00:00Z"},
+    )
+    naive = await tenant.viewer.get(
+        "/v1/publisher/publications/", params={"scheduled_from": "2031-06-01T00:00:00"}
+    )
+
+    assert backwards.status_code == 422 and "scheduled_to" in backwards.json()["errors"]
+    assert naive.status_code == 422 and naive.json()["success"] is False

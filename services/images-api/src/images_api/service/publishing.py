@@ -4,6 +4,7 @@ transaction; batch with per-item results; republish as its own action; the publi
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -86,8 +87,8 @@ async def _prepare(
     publication_id: int = await conn.fetchval(
         """
         INSERT INTO publications (account_id, content_id, site_id, publication_key, attempt_id, action,
-                                  request, deadline_at)
-        VALUES ($1, $2, $3, $4, $5, $6, '{}'::jsonb, $7) RETURNING id
+                                  request, deadline_at, publish_at)
+        VALUES ($1, $2, $3, $4, $5, $6, '{}'::jsonb, $7, $8) RETURNING id
         """,
         account_id,
         content_id,
@@ -96,6 +97,7 @@ async def _prepare(
         attempt_id,
         action,
         deadline_at,
+        when if wp_status == "future" else None,
     )
     payload = ContentPublishRequested(
         publication_id=publication_id,
@@ -248,6 +250,47 @@ async def list_publications(
         account_id,
     )
     return [await publication_view(conn, account_id, r["id"]) for r in ids]
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    status: str | None = None
+    scheduled_from: datetime | None = None  # with scheduled_to: scheduled posts only, by schedule
+    scheduled_to: datetime | None = None
+
+
+async def publication_queue(
+    conn: asyncpg.Connection, account_id: int, filters: QueueFilters, *, page: int, page_size: int
+) -> dict[str, Any]:
+    """The account's publications with their content's title and current sync status: newest first, or,
+    when a schedule window is given, the scheduled ones in it by the time they go live (the calendar)."""
+    clauses = ["p.account_id = $1"]
+    params: list[Any] = [account_id]
+    if filters.status is not None:
+        params.append(filters.status)
+        clauses.append(f"p.status = ${len(params)}")
+    scheduled = filters.scheduled_from is not None or filters.scheduled_to is not None
+    if scheduled:
+        clauses.append("p.publish_at IS NOT NULL")
+    for bound, operator in ((filters.scheduled_from, ">="), (filters.scheduled_to, "<")):
+        if bound is not None:
+            params.append(bound)
+            clauses.append(f"p.publish_at {operator} ${len(params)}")
+    where = " AND ".join(clauses)
+    order = "p.publish_at, p.id" if scheduled else "p.id DESC"
+    count: int = await conn.fetchval(f"SELECT count(*) FROM publications p WHERE {where}", *params)
+    rows = await conn.fetch(
+        f"""
+        SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
+               p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
+        FROM publications p JOIN contents c ON c.id = p.content_id
+        WHERE {where} ORDER BY {order} LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}
+        """,
+        *params,
+        page_size,
+        (page - 1) * page_size,
+    )
+    return {"count": count, "results": [dict(r) for r in rows], "page": page, "page_size": page_size}
 
 
 async def sweep_overdue_publications(

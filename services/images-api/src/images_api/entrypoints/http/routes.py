@@ -6,11 +6,12 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
+from pydantic import AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from images_api.adapters.grouped_view import ORDERINGS, GroupFilters, PageRequest, content_groups
@@ -560,6 +561,31 @@ async def republish(body: s.RepublishIn, who: Editor, conn: Conn, state: State) 
         correlation_id=current_request_id(),
     )
     return ok(result)
+
+
+@router.get("/v1/publisher/publications/", tags=["publisher"], response_model=Ok[s.PublicationQueuePage])
+async def publication_queue(
+    who: Reader,
+    conn: Conn,
+    status: Literal["requested", "published", "failed"] | None = None,
+    scheduled_from: Annotated[
+        AwareDatetime | None, Query(description="Scheduled posts going live at or after this time")
+    ] = None,
+    scheduled_to: Annotated[AwareDatetime | None, Query(description="… and before this time")] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=100)] = 25,
+) -> Ok[Any]:
+    """The publishing queue: every publication of the account, newest first (`status=requested` for what
+    is in flight, `failed` for what needs attention); with a schedule window, the scheduled posts in it by
+    the time they go live (the page's calendar)."""
+    if scheduled_from is not None and scheduled_to is not None and scheduled_to <= scheduled_from:
+        raise AppError(
+            422, "Invalid schedule window", errors={"scheduled_to": ["must be after scheduled_from"]}
+        )
+    filters = publishing.QueueFilters(status, scheduled_from, scheduled_to)
+    return ok(
+        await publishing.publication_queue(conn, who.account_id, filters, page=page, page_size=page_size)
+    )
 
 
 @router.get(

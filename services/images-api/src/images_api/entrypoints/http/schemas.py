@@ -392,6 +392,30 @@ class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 
+class QueuedPublicationOut(BaseModel):
+    publication_id: int
+    content_id: int
+    title: str
+    site_id: int
+    action: Literal["publish", "republish"]
+    status: Literal["requested", "published", "failed"]
+    reason: str | None
+    publish_at: datetime | None = Field(
+        description="When WordPress publishes the post (scheduled posts only)"
+    )
+    external_url: str | None
+    sync_status: str | None = Field(description="The content's sync status now (WordPress has the last word)")
+    requested_at: datetime
+    finished_at: datetime | None
+
+
+class PublicationQueuePage(BaseModel):
+    count: int
+    results: list[QueuedPublicationOut]
+    page: int
+    page_size: int
+
+
 class PublicationOut(BaseModel):
     publication_id: int
     content_id: int
