@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +101,42 @@ async def test_status_update_modal_updates_every_image_of_the_content(
     await page.locator("#status-modal [data-status=failed]").click()
     await expect(page.locator(".toast.success")).to_contain_text("updated 3 image(s) status to failed")
     await expect(page.locator("#rows tr").first.locator(".badge.failed")).to_have_count(1)
+
+
+async def test_a_scheduled_publication_shows_in_the_publishing_queue_and_on_its_day_of_the_calendar(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Scheduled {uuid.uuid4().hex[:6]}"
+    site = await owner_api.call(
+        "POST",
+        "/v1/sites/",
+        expect=201,
+        # Nothing listens there: the publisher's attempt fails, the schedule stays on the calendar either way.
+        json={"name": title, "base_url": "http://127.0.0.1:9", "username": "u", "application_password": "p"},
+    )
+    content = await owner_api.call(
+        "POST",
+        "/v1/writer/contents/",
+        expect=201,
+        json={"title": title, "html": "<p>x</p>", "status": "published", "site_id": site["id"]},
+    )
+    next_month = (datetime.now(UTC).replace(day=1) + timedelta(days=32)).replace(day=15, hour=12, minute=0)
+    await owner_api.call(
+        "POST",
+        "/v1/publisher/publish/",
+        expect=202,
+        json={
+            "content_id": content["id"],
+            "publish_at": next_month.isoformat(),
+            "allow_missing_images": True,
+        },
+    )
+    page = await _signed_in(browser, stack)
+
+    await page.click("#toggle-publishing")
+    await page.select_option("#queue-status", "")
+    await page.click("#calendar-next")
+
+    await expect(page.locator("#queue-rows")).to_contain_text(title)
+    await expect(page.locator('#calendar .day[data-day="15"]')).to_contain_text(title)
+    await expect(page.locator('#calendar .day[data-day="14"]')).not_to_contain_text(title)

@@ -1,6 +1,7 @@
 // The Writer Images page: the seed's /writer/images page, with the seed's "future enhancements" built:
 // server-side search/filter/sort/pagination, live progress over SSE, batch publishing with per-item
-// results, image type/status and sync status filters. Plain ES modules, no build step.
+// results (or all or nothing), scheduled publishing with a queue and a calendar, image type/status and
+// sync status filters. Plain ES modules, no build step.
 
 const PAGE_SIZE = 10;
 const $ = (sel) => document.querySelector(sel);
@@ -178,13 +179,71 @@ async function publishOne(contentId) {
 async function publishBulk() {
   const ids = state.rows.filter((r) => state.selected.has(r.content_id) && isPublishable(r)).map((r) => r.content_id);
   if (!ids.length) return;
+  const body = { content_ids: ids, destinations: ["wordpress"], atomic: $("#bulk-atomic").checked };
+  const when = $("#bulk-schedule").value;
+  if (when) body.publish_at = new Date(when).toISOString();  // the browser's local time, sent with its zone
   try {
-    const result = await fetchAPI("/v1/publisher/publish/batch/", { method: "POST", body: { content_ids: ids, destinations: ["wordpress"] } });
-    if (result.accepted) toast(`Publishing ${result.accepted} item(s)`, "success");
+    const result = await fetchAPI("/v1/publisher/publish/batch/", { method: "POST", body });
+    if (result.accepted) toast(`${when ? "Scheduling" : "Publishing"} ${result.accepted} item(s)`, "success");
     for (const item of result.results.filter((r) => !r.accepted)) toast(`#${item.content_id}: ${item.reason}`, "warning");
-  } catch (err) { toast(`Bulk publish failed: ${err.message}`, "error"); }
+  } catch (err) {
+    toast(`Bulk publish failed: ${err.message}`, "error");
+    for (const [id, reasons] of Object.entries(err.errors || {})) toast(`#${id}: ${reasons.join(", ")}`, "warning");
+  }
   state.selected.clear(); loadImages();
   setTimeout(loadImages, 3000);
+}
+
+// --- publishing queue and calendar --------------------------------------------------------------
+
+const calendar = { month: new Date(new Date().getFullYear(), new Date().getMonth(), 1) };
+const localTime = (iso) => esc(new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+
+async function loadPublishing() {
+  try { await Promise.all([loadPublicationQueue(), loadCalendar()]); }
+  catch (err) { toast(`Failed to load publishing: ${err.message}`, "error"); }
+}
+
+async function loadPublicationQueue() {
+  const params = new URLSearchParams({ page_size: "50" });
+  if ($("#queue-status").value) params.append("status", $("#queue-status").value);
+  const data = await fetchAPI(`/v1/publisher/publications/?${params}`);
+  $("#queue-rows").innerHTML = data.results.map((p) => `<tr data-publication="${p.publication_id}">
+    <td>${esc(p.title)}</td>
+    <td>${badge(p.status)} ${p.reason ? `<span class="muted">${esc(p.reason)}</span>` : ""}</td>
+    <td>${p.publish_at ? localTime(p.publish_at) : `<span class="muted">at once</span>`}</td>
+    <td>${localTime(p.requested_at)}</td>
+    <td>${badge(p.sync_status)} ${p.external_url ? `<a href="${esc(p.external_url)}" target="_blank" rel="noopener">open</a>` : ""}</td>
+  </tr>`).join("") || `<tr><td colspan="5" class="muted">Nothing here.</td></tr>`;
+}
+
+async function loadCalendar() {
+  const first = calendar.month;
+  const next = new Date(first.getFullYear(), first.getMonth() + 1, 1);
+  const params = new URLSearchParams({ scheduled_from: first.toISOString(), scheduled_to: next.toISOString(), page_size: "100" });
+  const data = await fetchAPI(`/v1/publisher/publications/?${params}`);
+  const byDay = new Map();
+  for (const p of data.results) {
+    const day = new Date(p.publish_at).getDate();
+    byDay.set(day, [...(byDay.get(day) || []), p]);
+  }
+  $("#calendar-month").textContent = first.toLocaleDateString(undefined, { month: "long", year: "numeric" });
+  const today = new Date();
+  const isToday = (day) => today.getFullYear() === first.getFullYear() && today.getMonth() === first.getMonth() && today.getDate() === day;
+  const days = new Date(next.getTime() - 1).getDate();
+  const lead = (first.getDay() + 6) % 7;  // weeks start on Monday
+  const cells = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].map((d) => `<div class="weekday">${d}</div>`);
+  for (let i = 0; i < lead; i += 1) cells.push("<div></div>");
+  for (let day = 1; day <= days; day += 1) {
+    const posts = (byDay.get(day) || []).map((p) => `<span class="post" title="${esc(p.title)} · ${esc(p.status)}">${badge(p.status)} ${esc(p.title)}</span>`);
+    cells.push(`<div class="day${isToday(day) ? " today" : ""}" data-day="${day}"><b>${day}</b>${posts.join("")}</div>`);
+  }
+  $("#calendar").innerHTML = cells.join("");
+}
+
+function moveCalendar(months) {
+  calendar.month = new Date(calendar.month.getFullYear(), calendar.month.getMonth() + months, 1);
+  loadCalendar().catch((err) => toast(`Failed to load the calendar: ${err.message}`, "error"));
 }
 
 async function openQueue(contentId) {
@@ -382,6 +441,11 @@ function bind() {
   $("#image-close").addEventListener("click", () => $("#image-modal").close());
   $("#toggle-logs").addEventListener("click", () => { const p = $("#logs-panel"); p.hidden = !p.hidden; if (!p.hidden) loadLogs(); });
   $("#toggle-settings").addEventListener("click", () => { const p = $("#settings-panel"); p.hidden = !p.hidden; });
+  $("#toggle-publishing").addEventListener("click", () => { const p = $("#publishing-panel"); p.hidden = !p.hidden; if (!p.hidden) loadPublishing(); });
+  $("#queue-status").addEventListener("change", () => loadPublicationQueue().catch((err) => toast(err.message, "error")));
+  $("#queue-refresh").addEventListener("click", loadPublishing);
+  $("#calendar-prev").addEventListener("click", () => moveCalendar(-1));
+  $("#calendar-next").addEventListener("click", () => moveCalendar(1));
   $("#settings-form").addEventListener("submit", saveSettings);
   $("#settings-form").provider.addEventListener("change", (e) => fillModels(e.target.value, MODELS[e.target.value][0]));
 }
