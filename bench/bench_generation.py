@@ -43,7 +43,14 @@ import asyncpg
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, summary_ms, write_result
+from bench.common import (
+    PRODUCTION_FETCH_WAIT,
+    cpu_seconds,
+    ratio_line,
+    session_pids,
+    summary_ms,
+    write_result,
+)
 from bench.stack_driver import IMAGES_PER_CONTENT, ApiDriver, running_stack
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
@@ -94,31 +101,6 @@ def direct_loop(count: int, size: tuple[int, int] = (SIZE, SIZE)) -> float:
 
 
 # --- CPU accounting -----------------------------------------------------------------------------------
-
-_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return None
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = _proc_stat(pid)
-    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
-
-
-def session_pids(session_id: int) -> list[int]:
-    """Every process of a session: a service started with `start_new_session` and all it forked."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = _proc_stat(int(entry.name))
-            if fields is not None and int(fields[3]) == session_id:
-                pids.append(int(entry.name))
-    return pids
 
 
 async def backend_pids(dsn: str) -> list[int]:

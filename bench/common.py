@@ -1,8 +1,10 @@
-"""What every benchmark shares: ratio lines, percentiles, and a JSON result per run."""
+"""What every benchmark shares: ratio lines, percentiles, a JSON result per run, and reading a process's
+CPU time and memory from /proc."""
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -20,6 +22,43 @@ RESULTS = Path(__file__).parent / "results"
 PRODUCTION_FETCH_WAIT = {
     "WI_KAFKA_FETCH_MAX_WAIT_MS": str(ServiceSettings.model_fields["kafka_fetch_max_wait_ms"].default)
 }
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = _proc_stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
+
+
+def session_pids(session_id: int) -> list[int]:
+    """Every process of a session: a service started with `start_new_session` and all it forked."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None and int(fields[3]) == session_id:
+                pids.append(int(entry.name))
+    return pids
 
 
 def percentile(samples: list[float], pct: float) -> float:
@@ -56,7 +95,7 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     result = {
         "benchmark": name,
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         **result,
     }
     path = RESULTS / f"{name}.json"
