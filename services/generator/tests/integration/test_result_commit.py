@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+
+import asyncpg
+import pytest
 
 from generator.adapters import repository
 from generator.bootstrap import generator_running
@@ -12,6 +16,18 @@ from writer_images import events, jobs
 from writer_images.db import create_pool
 from writer_images.events import make_event
 from writer_images.testing.examples import example
+
+
+@pytest.fixture
+async def pool(harness: Any) -> AsyncIterator[asyncpg.Pool]:
+    """The generator's schema, migrated by a generator stopped before its relay could drain the outbox."""
+    async with generator_running(harness.settings()):
+        pass
+    pool = await create_pool(harness.database_url, "generator")
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
@@ -28,30 +44,24 @@ def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
 
 
 async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_generated_event(
-    harness: Any,
+    pool: asyncpg.Pool,
 ) -> None:
-    async with generator_running(harness.settings()):
-        pass  # migrated; stopped before the relay could drain what this test writes
-    pool = await create_pool(harness.database_url, "generator")
-    try:
-        async with pool.acquire() as conn:
-            await jobs.enqueue_many(
-                conn,
-                "generator",
-                "generate",
-                [jobs.NewJob(k, "7", {}) for k in ("first-runner", "second-runner")],
-            )
-            job_ids = [r["id"] for r in await conn.fetch("SELECT id FROM jobs ORDER BY id")]
-        first, second = _finished(500, job_ids[0]), _finished(500, job_ids[1])  # overlapping leases
-        await repository.commit_results(pool, [first], "outbox_generator")
-        await repository.commit_results(pool, [second], "outbox_generator")
+    async with pool.acquire() as conn:
+        await jobs.enqueue_many(
+            conn,
+            "generator",
+            "generate",
+            [jobs.NewJob(k, "7", {}) for k in ("first-runner", "second-runner")],
+        )
+        job_ids = [r["id"] for r in await conn.fetch("SELECT id FROM jobs ORDER BY id")]
+    first, second = _finished(500, job_ids[0]), _finished(500, job_ids[1])  # overlapping leases
+    await repository.commit_results(pool, [first], "outbox_generator")
+    await repository.commit_results(pool, [second], "outbox_generator")
 
-        async with pool.acquire() as conn:
-            written = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM outbox")}
-            stored = await conn.fetchval("SELECT count(*) FROM results WHERE image_id = 500")
-            states = [r["status"] for r in await conn.fetch("SELECT status FROM jobs ORDER BY id")]
-    finally:
-        await pool.close()
+    async with pool.acquire() as conn:
+        written = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM outbox")}
+        stored = await conn.fetchval("SELECT count(*) FROM results WHERE image_id = 500")
+        states = [r["status"] for r in await conn.fetch("SELECT status FROM jobs ORDER BY id")]
 
     assert written == {
         first.events[0].event_id,
@@ -63,32 +73,26 @@ async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_gener
 
 
 async def test_starting_a_group_announces_the_new_images_and_returns_the_stored_result_of_the_others(
-    harness: Any,
+    pool: asyncpg.Pool,
 ) -> None:
-    async with generator_running(harness.settings()):
-        pass  # migrated; stopped before the relay could drain what this test writes
-    pool = await create_pool(harness.database_url, "generator")
-    try:
-        async with pool.acquire() as conn:
-            await jobs.enqueue_many(conn, "generator", "generate", [jobs.NewJob("done-before", "7", {})])
-            job_id = await conn.fetchval("SELECT id FROM jobs")
-        done_before = _finished(601, job_id)
-        await repository.commit_results(pool, [done_before], "outbox_generator")
-        before = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}
+    async with pool.acquire() as conn:
+        await jobs.enqueue_many(conn, "generator", "generate", [jobs.NewJob("done-before", "7", {})])
+        job_id = await conn.fetchval("SELECT id FROM jobs")
+    done_before = _finished(601, job_id)
+    await repository.commit_results(pool, [done_before], "outbox_generator")
+    before = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}
 
-        progress = example(events.ImageGenerationProgress)
-        group = [
-            repository.Announcement(image_id, 1, make_event(progress, account_id=7, correlation_id="t"))
-            for image_id in (600, 601, 602)
-        ]
-        answers = await repository.stored_results_or_announce(pool, group, "outbox_generator")
-        announced = [
-            r["event_id"]
-            for r in await pool.fetch("SELECT event_id FROM outbox ORDER BY id")
-            if r["event_id"] not in before
-        ]
-    finally:
-        await pool.close()
+    progress = example(events.ImageGenerationProgress)
+    group = [
+        repository.Announcement(image_id, 1, make_event(progress, account_id=7, correlation_id="t"))
+        for image_id in (600, 601, 602)
+    ]
+    answers = await repository.stored_results_or_announce(pool, group, "outbox_generator")
+    announced = [
+        r["event_id"]
+        for r in await pool.fetch("SELECT event_id FROM outbox ORDER BY id")
+        if r["event_id"] not in before
+    ]
 
     assert answers[0] is None and answers[2] is None
     assert answers[1] == done_before.result

@@ -392,21 +392,24 @@ class BatchOut(BaseModel):
     results: list[BatchItemOut]
 
 
-class QueuedPublicationOut(BaseModel):
+class _Publication(BaseModel):
     publication_id: int
     content_id: int
-    title: str
     site_id: int
     action: Literal["publish", "republish"]
     status: Literal["requested", "published", "failed"]
     reason: str | None
-    publish_at: datetime | None = Field(
-        description="When WordPress publishes the post (scheduled posts only)"
-    )
     external_url: str | None
     sync_status: str | None = Field(description="The content's sync status now (WordPress has the last word)")
     requested_at: datetime
     finished_at: datetime | None
+
+
+class QueuedPublicationOut(_Publication):
+    title: str
+    publish_at: datetime | None = Field(
+        description="When WordPress publishes the post (scheduled posts only)"
+    )
 
 
 class PublicationQueuePage(BaseModel):
@@ -416,18 +419,8 @@ class PublicationQueuePage(BaseModel):
     page_size: int
 
 
-class PublicationOut(BaseModel):
-    publication_id: int
-    content_id: int
-    site_id: int
+class PublicationOut(_Publication):
     publication_key: str
     attempt_id: str
-    action: Literal["publish", "republish"]
-    status: Literal["requested", "published", "failed"]
-    reason: str | None
     code: str | None
     external_id: str | None
-    external_url: str | None
-    sync_status: str | None
-    requested_at: datetime
-    finished_at: datetime | None
