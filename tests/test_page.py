@@ -140,3 +140,20 @@ async def test_a_scheduled_publication_shows_in_the_publishing_queue_and_on_its_
     await expect(page.locator("#queue-rows")).to_contain_text(title)
     await expect(page.locator('#calendar .day[data-day="15"]')).to_contain_text(title)
     await expect(page.locator('#calendar .day[data-day="14"]')).not_to_contain_text(title)
+
+
+async def test_the_grid_follows_a_change_made_elsewhere_without_a_reload(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Live test {uuid.uuid4().hex[:6]}"
+    [content] = await _seed(owner_api, prefix, 1)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    await expect(page.locator("#live")).to_be_visible()
+
+    await owner_api.call(
+        "PATCH", f"/v1/writer/contents/{content['id']}/", json={"title": f"{prefix} renamed"}
+    )
+
+    await expect(page.locator("#rows tr").first).to_contain_text(f"{prefix} renamed", timeout=10_000)

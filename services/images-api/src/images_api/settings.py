@@ -45,6 +45,9 @@ class ImagesApiSettings(ServiceSettings):
     sweeper_interval_s: float = 5.0
     sweeper_max_rerequests: int = 2
     publish_wait_s: float = 30.0
+    # A page reloads its view on each `changed` event: during a generation the account changes many times a
+    # second, and one reload per burst is enough.
+    changes_coalesce_s: float = 1.0
     max_request_bytes: int = 2 * 1024 * 1024
     default_page_size: int = 25
     max_page_size: int = 100

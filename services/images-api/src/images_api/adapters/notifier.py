@@ -24,6 +24,11 @@ async def notify(conn: asyncpg.Connection, topic: str) -> None:
     await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, topic)
 
 
+def account_topic(account_id: int) -> str:
+    """Notified by the `contents` and `images` triggers on every change of an account's grouped view."""
+    return f"account:{account_id}"
+
+
 def task_topic(task_id: object) -> str:
     return f"task:{task_id}"
 
@@ -103,4 +108,4 @@ async def wait_for(event: asyncio.Event, timeout_s: float) -> bool:
     return True
 
 
-__all__ = ["CHANNEL", "Notifier", "notify", "publication_topic", "task_topic", "wait_for"]
+__all__ = ["CHANNEL", "Notifier", "account_topic", "notify", "publication_topic", "task_topic", "wait_for"]

@@ -1,5 +1,6 @@
 // The Writer Images page: the seed's /writer/images page, with the seed's "future enhancements" built:
-// server-side search/filter/sort/pagination, live progress over SSE, batch publishing with per-item
+// server-side search/filter/sort/pagination, live progress over SSE and a grid that follows changes made
+// elsewhere (WordPress included) without a reload, batch publishing with per-item
 // results (or all or nothing), scheduled publishing with a queue and a calendar, image type/status and
 // sync status filters. Plain ES modules, no build step.
 
@@ -374,9 +375,40 @@ async function loadSectors() {
   state.sectorId = select.value;
 }
 
+// --- live updates: the grouped view reloads itself when the account's data changes ----------------
+
+let changesController = null;
+async function watchChanges() {
+  changesController?.abort();
+  const controller = new AbortController();
+  changesController = controller;
+  let connections = 0;
+  while (!controller.signal.aborted) {
+    try {
+      for await (const { event } of sse("/v1/writer/images/changes", controller.signal)) {
+        if (event === "ready") {
+          $("#live").hidden = false;
+          connections += 1;
+          if (connections === 1) continue;  // a reconnect may have missed changes: reload as on `changed`
+        }
+        loadImages();
+        if (!$("#publishing-panel").hidden) loadPublishing();
+      }
+    } catch (err) {
+      if (controller.signal.aborted) return;
+      if (err.status === 401 && !(await refreshTokens())) return;
+    }
+    $("#live").hidden = true;
+    await new Promise((r) => setTimeout(r, 3000));  // the stream ended or failed: reconnect
+  }
+}
+
+function stopWatchingChanges() { changesController?.abort(); changesController = null; $("#live").hidden = true; }
+
 // --- wiring -------------------------------------------------------------------------------------
 
 function showLogin(message = "") {
+  stopWatchingChanges();
   $("#app").hidden = true; $("#login").hidden = false; $("#login-error").textContent = message;
 }
 
@@ -384,6 +416,7 @@ async function showApp() {
   $("#login").hidden = true; $("#app").hidden = false;
   await Promise.all([loadSettings().catch(() => {}), loadSites().catch(() => {})]);
   await loadImages();
+  watchChanges();
 }
 
 function resetAndLoad() { state.page = 1; loadImages(); }

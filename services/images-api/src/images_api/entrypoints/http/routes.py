@@ -15,7 +15,7 @@ from pydantic import AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from images_api.adapters.grouped_view import ORDERINGS, GroupFilters, PageRequest, content_groups
-from images_api.adapters.notifier import publication_topic, task_topic, wait_for
+from images_api.adapters.notifier import account_topic, publication_topic, task_topic, wait_for
 from images_api.adapters.page_cache import CachedPage, page_key
 from images_api.adapters.security import media_signature_valid
 from images_api.entrypoints.http import schemas as s
@@ -260,6 +260,31 @@ async def generate_images(body: s.GenerateIn, who: Editor, conn: Conn, state: St
         correlation_id=current_request_id(),
     )
     return ok(result)
+
+
+@router.get(
+    "/v1/writer/images/changes",
+    tags=["writer images"],
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "ready, then changed"}},
+)
+async def grouped_view_changes(who: Reader, state: State) -> EventSourceResponse:
+    """Server-sent events for a page that shows the grouped view: `ready` once listening (a client that
+    reconnects reloads then: it may have missed changes), then `changed` when any of the account's contents
+    or images changed (generation progress, a publication's result, a status that came back from WordPress),
+    so that the page reloads what it shows. A burst of changes is one event per `WI_CHANGES_COALESCE_S`.
+    Woken by Postgres NOTIFY, so any API instance works."""
+    coalesce_s = state.settings.changes_coalesce_s
+
+    async def stream() -> AsyncIterator[dict[str, str]]:
+        with state.notifier.subscribe(account_topic(who.account_id)) as wake:
+            yield {"event": "ready", "data": "{}"}
+            while True:
+                if await wait_for(wake, 15.0):
+                    yield {"event": "changed", "data": "{}"}
+                    await asyncio.sleep(coalesce_s)
+
+    return EventSourceResponse(stream(), ping=10)
 
 
 @router.post("/v1/writer/images/bulk_update/", tags=["writer images"], response_model=Ok[s.BulkUpdateOut])
