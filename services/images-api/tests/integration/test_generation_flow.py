@@ -320,3 +320,40 @@ async def test_progress_that_arrives_late_in_one_batch_never_moves_an_item_back(
     assert (item["state"], item["stage"], item["percent"]) == ("generating", "generating", 10)
     image = (await tenant.viewer.get(f"/v1/writer/images/{request.image_id}/")).json()["data"]
     assert image["status"] == "generating"
+
+
+async def test_requesting_an_image_again_asks_for_a_new_revision_with_the_accounts_settings(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    await tenant.owner.put(
+        "/v1/system/integrations/image_generation/",
+        json={"provider": "local", "model": "local-v1", "image_format": "webp", "mobile_enabled": False},
+    )
+    content = await tenant.content()
+    image_id = content["images"][0]["id"]
+
+    async def request_once() -> events.ImageGenerationRequested:
+        started = await tenant.editor.post(
+            "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content["id"]}
+        )
+        assert started.status_code == 202, started.text
+        task_id = started.json()["data"]["task_id"]
+        records = await collect(
+            kafka_bootstrap,
+            [topics.IMAGE_GENERATION_REQUESTED],
+            keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
+            until=lambda kept: len(kept) >= 1,
+        )
+        request = events.decode_envelope(records[0].value)[1]
+        assert isinstance(request, events.ImageGenerationRequested)
+        return request
+
+    first = await request_once()
+    await tenant.editor.post(
+        "/v1/writer/images/bulk_update/", json={"content_id": content["id"], "status": "failed"}
+    )
+    second = await request_once()
+    image = (await tenant.viewer.get(f"/v1/writer/images/{image_id}/")).json()["data"]
+
+    assert (first.revision, second.revision, image["revision"]) == (1, 2, 2)
+    assert (second.image_format, [r.name for r in second.renditions]) == ("webp", ["desktop"])

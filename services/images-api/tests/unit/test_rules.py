@@ -98,3 +98,17 @@ def test_only_live_or_scheduled_posts_keep_their_public_url() -> None:
     # a post drafted in WordPress becomes publishable again by the seed's rule
     drafted = PublishState("published", "12", None, rules.sync_status_for("draft"))
     assert rules.is_publishable(drafted)
+
+
+@pytest.mark.parametrize(
+    ("revision", "requested_revision", "asked"),
+    [
+        (1, 0, 1),  # never requested: the current revision
+        (1, 1, 2),  # requested once already: a regeneration is a new revision
+        (3, 3, 4),
+    ],
+)
+def test_a_generation_request_asks_for_a_new_revision_once_the_current_one_was_requested(
+    revision: int, requested_revision: int, asked: int
+) -> None:
+    assert rules.next_revision(revision, requested_revision) == asked

@@ -69,6 +69,12 @@ def can_request_generation(current: str) -> bool:
     return current not in RUNNING_STATUSES
 
 
+def next_revision(revision: int, requested_revision: int) -> int:
+    """The revision a generation request asks for. A revision already requested once is bumped: regenerating
+    must produce a new image, and the generator treats (image_id, revision) as the idempotency key."""
+    return revision + 1 if requested_revision >= revision else revision
+
+
 @dataclass(frozen=True)
 class PublishState:
     status: str

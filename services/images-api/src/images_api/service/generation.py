@@ -9,20 +9,21 @@ from typing import Any
 
 import asyncpg
 
-from images_api.adapters.notifier import CHANNEL, notify, task_topic
+from images_api.adapters.notifier import CHANNEL, task_topic
 from images_api.domain import rules
 from images_api.service import image_settings
 from images_api.service.contents import get_content_row
 from writer_images.events import ImageGenerationRequested, OutgoingEvent, make_event, new_event_id, utcnow
 from writer_images.http import AppError, invalid, not_found
 from writer_images.logging import get_logger
-from writer_images.outbox import Outbox
+from writer_images.outbox import OUTBOX_COLUMNS, Outbox, outbox_values
 
 log = get_logger(__name__)
 
 
 def _request_event(
     image: asyncpg.Record,
+    revision: int,
     task_id: uuid.UUID,
     settings: image_settings.ImageGenerationSettings,
     sizes: Mapping[str, tuple[int, int]],
@@ -35,7 +36,7 @@ def _request_event(
         task_id=task_id,
         image_id=image["id"],
         content_id=image["content_id"],
-        revision=image["revision"],
+        revision=revision,
         prompt=image["prompt"],
         image_type=image["image_type"],
         position=image["position"],
@@ -61,19 +62,14 @@ async def request_generation(
     timeout_s: int,
     correlation_id: str,
 ) -> dict[str, Any]:
-    """Queue the images of one content: 404 for ids that are not this content's, 409 if any is running."""
+    """Queue the images of one content: 404 for ids that are not this content's, 409 if any is running.
+    One transaction, five round trips (ten before): begin, lock the content, lock and read its images with
+    the account's settings, write everything in one statement (images, task, items, events, wake-ups),
+    commit."""
     wanted = sorted(set(image_ids))
     async with conn.transaction():
         await get_content_row(conn, account_id, content_id, for_update=True)
-        images = await conn.fetch(
-            """
-            SELECT id, content_id, status, revision, requested_revision FROM images
-            WHERE id = ANY($1::bigint[]) AND content_id = $2 AND account_id = $3 ORDER BY id FOR UPDATE
-            """,
-            wanted,
-            content_id,
-            account_id,
-        )
+        images = await _lock_images(conn, account_id, content_id, wanted)
         found = {r["id"] for r in images}
         missing = [i for i in wanted if i not in found]
         if missing:
@@ -89,48 +85,68 @@ async def request_generation(
                 "Some images are already queued or generating",
                 errors={"ids": [f"image {i} is already queued or generating" for i in running]},
             )
-        settings = await image_settings.load(conn, account_id)
+        settings = image_settings.from_row(images[0])
         task_id = new_event_id()
         deadline_at = utcnow() + timedelta(seconds=timeout_s)
-        # A revision already requested once is bumped: regenerating must produce a new image, and the
-        # generator treats (image_id, revision) as the idempotency key.
-        rows = await conn.fetch(
-            """
-            UPDATE images SET status = 'queued', error = NULL, updated_at = now(),
-                revision = CASE WHEN requested_revision >= revision THEN revision + 1 ELSE revision END,
-                requested_revision = CASE WHEN requested_revision >= revision THEN revision + 1 ELSE revision END
-            WHERE id = ANY($1::bigint[])
-            RETURNING id, content_id, revision, prompt, image_type, position
-            """,
-            wanted,
-        )
+        revisions = [rules.next_revision(r["revision"], r["requested_revision"]) for r in images]
+        events = [
+            _request_event(r, revision, task_id, settings, sizes, deadline_at, account_id, correlation_id)
+            for r, revision in zip(images, revisions, strict=True)
+        ]
         await conn.execute(
-            "INSERT INTO tasks (id, account_id, content_id, total) VALUES ($1, $2, $3, $4)",
+            f"""
+            WITH queued AS (
+                UPDATE images i SET status = 'queued', error = NULL, updated_at = now(),
+                       revision = u.revision, requested_revision = u.revision
+                FROM unnest($1::bigint[], $2::int[]) AS u(id, revision)
+                WHERE i.id = u.id
+                RETURNING 1
+            ), task AS (
+                INSERT INTO tasks (id, account_id, content_id, total) VALUES ($3, $4, $5, cardinality($1::bigint[]))
+            ), items AS (
+                INSERT INTO task_items (task_id, image_id, revision, deadline_at)
+                SELECT $3, u.id, u.revision, $6 FROM unnest($1::bigint[], $2::int[]) AS u(id, revision)
+            ), written AS (
+                INSERT INTO outbox ({OUTBOX_COLUMNS})
+                SELECT * FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[])
+            )
+            SELECT pg_notify($13, ''), pg_notify($14, $15)
+            """,
+            [r["id"] for r in images],
+            revisions,
             task_id,
             account_id,
             content_id,
-            len(rows),
-        )
-        await conn.execute(
-            """
-            INSERT INTO task_items (task_id, image_id, revision, deadline_at)
-            SELECT $1, u.image_id, u.revision, $4 FROM unnest($2::bigint[], $3::int[]) AS u(image_id, revision)
-            """,
-            task_id,
-            [r["id"] for r in rows],
-            [r["revision"] for r in rows],
             deadline_at,
+            *(list(column) for column in zip(*(outbox_values(e) for e in events), strict=True)),
+            outbox.channel,
+            CHANNEL,
+            task_topic(task_id),
         )
-        events = [
-            _request_event(r, task_id, settings, sizes, deadline_at, account_id, correlation_id) for r in rows
-        ]
-        await outbox.write(conn, events)
-        await notify(conn, task_topic(task_id))
     return {
         "task_id": str(task_id),
-        "images_created": len(rows),
-        "message": f"Image generation started for {len(rows)} image(s)",
+        "images_created": len(images),
+        "message": f"Image generation started for {len(images)} image(s)",
     }
+
+
+async def _lock_images(
+    conn: asyncpg.Connection, account_id: int, content_id: int, image_ids: list[int]
+) -> list[asyncpg.Record]:
+    """The content's images among `image_ids`, locked, each row with the account's generation settings."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT i.id, i.content_id, i.status, i.revision, i.requested_revision, i.prompt, i.image_type,
+               i.position, {image_settings.SETTINGS_SELECT}
+        FROM images i LEFT JOIN image_settings s ON s.account_id = i.account_id
+        WHERE i.id = ANY($1::bigint[]) AND i.content_id = $2 AND i.account_id = $3
+        ORDER BY i.id FOR UPDATE OF i
+        """,
+        image_ids,
+        content_id,
+        account_id,
+    )
+    return rows
 
 
 async def refresh_tasks(conn: asyncpg.Connection, task_ids: Sequence[uuid.UUID]) -> None:
@@ -233,6 +249,7 @@ async def sweep_overdue_items(
             settings = await image_settings.load(conn, item["account_id"])
             event = _request_event(
                 item,
+                item["revision"],
                 item["task_id"],
                 settings,
                 sizes,
