@@ -247,10 +247,17 @@ async def test_sweeper_rerequests_then_fails_overdue_items(app: FastAPI, tenant:
 
 async def _requested(tenant: Tenant, kafka_bootstrap: str) -> tuple[str, events.ImageGenerationRequested]:
     content = await tenant.content()
-    image_id = content["images"][0]["id"]
+    return await _request(tenant, kafka_bootstrap, content["id"], content["images"][0]["id"])
+
+
+async def _request(
+    tenant: Tenant, kafka_bootstrap: str, content_id: int, image_id: int
+) -> tuple[str, events.ImageGenerationRequested]:
+    """Generate one image through the API; its task id and the request event images-api emitted."""
     started = await tenant.editor.post(
-        "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content["id"]}
+        "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content_id}
     )
+    assert started.status_code == 202, started.text
     task_id = started.json()["data"]["task_id"]
     records = await collect(
         kafka_bootstrap,
@@ -332,27 +339,11 @@ async def test_requesting_an_image_again_asks_for_a_new_revision_with_the_accoun
     content = await tenant.content()
     image_id = content["images"][0]["id"]
 
-    async def request_once() -> events.ImageGenerationRequested:
-        started = await tenant.editor.post(
-            "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content["id"]}
-        )
-        assert started.status_code == 202, started.text
-        task_id = started.json()["data"]["task_id"]
-        records = await collect(
-            kafka_bootstrap,
-            [topics.IMAGE_GENERATION_REQUESTED],
-            keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
-            until=lambda kept: len(kept) >= 1,
-        )
-        request = events.decode_envelope(records[0].value)[1]
-        assert isinstance(request, events.ImageGenerationRequested)
-        return request
-
-    first = await request_once()
+    _, first = await _request(tenant, kafka_bootstrap, content["id"], image_id)
     await tenant.editor.post(
         "/v1/writer/images/bulk_update/", json={"content_id": content["id"], "status": "failed"}
     )
-    second = await request_once()
+    _, second = await _request(tenant, kafka_bootstrap, content["id"], image_id)
     image = (await tenant.viewer.get(f"/v1/writer/images/{image_id}/")).json()["data"]
 
     assert (first.revision, second.revision, image["revision"]) == (1, 2, 2)
