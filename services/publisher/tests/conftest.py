@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -80,8 +82,11 @@ class Harness:
     extra_env: dict[str, str] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     process: ServiceProcess | None = None
+    # Ids of their own per harness: every harness's publisher reads the whole session's requests, so two
+    # harnesses must never share an id. With 9,990 possible starts two harnesses of one CI run once drew the
+    # same one (a crash drill's dead site then failed the next module's content); now 10^9, from the OS.
     _ids: Iterator[int] = field(
-        default_factory=lambda: iter(range(random.randrange(10**6, 10**9, 10**5), 10**10))
+        default_factory=lambda: itertools.count(10**6 + secrets.randbelow(10**9) * 10**5)
     )
 
     def next_id(self) -> int:

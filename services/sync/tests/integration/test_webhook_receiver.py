@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import secrets
 import time
 import uuid
 from typing import Any
@@ -25,7 +25,7 @@ WEBHOOK = "/v1/sync/wordpress/webhook"
 
 
 def new_post_id() -> int:
-    return random.randint(1, 10**9)
+    return 1 + secrets.randbelow(10**9)
 
 
 async def send(http: httpx.AsyncClient, secret: str, body: bytes, **header_options: Any) -> httpx.Response:
