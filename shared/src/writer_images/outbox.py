@@ -58,6 +58,23 @@ def outbox_values(event: OutgoingEvent) -> tuple[Any, ...]:
     return (event.event_id, event.type, event.topic, event.key, event.value, event.correlation_id)
 
 
+_OUTBOX_TYPES = ("uuid", "text", "text", "text", "bytea", "text")
+
+
+def outbox_arrays(events: Sequence[OutgoingEvent]) -> list[list[Any]]:
+    """Events as one array per outbox column (the order of `OUTBOX_COLUMNS`): the parameters of
+    `outbox_insert`, or columns of a wider `unnest` beside other per-event values."""
+    rows = [outbox_values(event) for event in events]
+    return [[row[i] for row in rows] for i in range(len(_OUTBOX_TYPES))]
+
+
+def outbox_insert(first_param: int) -> str:
+    """An INSERT of the outbox rows given by `outbox_arrays` as parameters $first_param… (six of them), for
+    a statement that writes its events beside other rows (see `outbox_values` for waking the relay)."""
+    arrays = ", ".join(f"${first_param + i}::{t}[]" for i, t in enumerate(_OUTBOX_TYPES))
+    return f"INSERT INTO outbox ({OUTBOX_COLUMNS}) SELECT * FROM unnest({arrays})"
+
+
 class Outbox:
     """Writes events in the caller's transaction and wakes the relay when that transaction commits."""
 
@@ -72,19 +89,10 @@ class Outbox:
         # collapsed) that wakes the relay.
         await conn.execute(
             f"""
-            WITH written AS (
-                INSERT INTO outbox ({OUTBOX_COLUMNS})
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
-                RETURNING 1
-            )
+            WITH written AS ({outbox_insert(1)} RETURNING 1)
             SELECT pg_notify($7, '') FROM (SELECT 1 FROM written LIMIT 1) AS any_written
             """,
-            [e.event_id for e in events],
-            [e.type for e in events],
-            [e.topic for e in events],
-            [e.key for e in events],
-            [e.value for e in events],
-            [e.correlation_id for e in events],
+            *outbox_arrays(events),
             self.channel,
         )
 

@@ -13,7 +13,7 @@ import orjson
 from generator.domain.rules import call_key
 from writer_images import jobs
 from writer_images.events import ImageGenerated, OutgoingEvent
-from writer_images.outbox import OUTBOX_COLUMNS, outbox_values
+from writer_images.outbox import OUTBOX_COLUMNS, outbox_arrays
 
 
 async def stored_result(
@@ -61,7 +61,7 @@ async def stored_results_or_announce(
         """,
         [a.image_id for a in announcements],
         [a.revision for a in announcements],
-        *(list(column) for column in zip(*(outbox_values(a.event) for a in announcements), strict=True)),
+        *outbox_arrays([a.event for a in announcements]),
         outbox_channel,
     )
     stored: list[ImageGenerated | None] = [None] * len(announcements)
@@ -119,7 +119,7 @@ async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult],
         [r.image_id for r, _, _ in events],
         [r.revision for r, _, _ in events],
         [if_new for _, _, if_new in events],
-        *(list(column) for column in zip(*(outbox_values(e) for _, e, _ in events), strict=True)),
+        *outbox_arrays([e for _, e, _ in events]),
         [f.job_id for f in finished],
         outbox_channel,
     )

@@ -16,7 +16,7 @@ from images_api.service.contents import get_content_row
 from writer_images.events import ImageGenerationRequested, OutgoingEvent, make_event, new_event_id, utcnow
 from writer_images.http import AppError, invalid, not_found
 from writer_images.logging import get_logger
-from writer_images.outbox import OUTBOX_COLUMNS, Outbox, outbox_values
+from writer_images.outbox import Outbox, outbox_arrays, outbox_insert
 
 log = get_logger(__name__)
 
@@ -100,15 +100,13 @@ async def request_generation(
                        revision = u.revision, requested_revision = u.revision
                 FROM unnest($1::bigint[], $2::int[]) AS u(id, revision)
                 WHERE i.id = u.id
-                RETURNING 1
             ), task AS (
                 INSERT INTO tasks (id, account_id, content_id, total) VALUES ($3, $4, $5, cardinality($1::bigint[]))
             ), items AS (
                 INSERT INTO task_items (task_id, image_id, revision, deadline_at)
                 SELECT $3, u.id, u.revision, $6 FROM unnest($1::bigint[], $2::int[]) AS u(id, revision)
             ), written AS (
-                INSERT INTO outbox ({OUTBOX_COLUMNS})
-                SELECT * FROM unnest($7::uuid[], $8::text[], $9::text[], $10::text[], $11::bytea[], $12::text[])
+                {outbox_insert(7)}
             )
             SELECT pg_notify($13, ''), pg_notify($14, $15)
             """,
@@ -118,7 +116,7 @@ async def request_generation(
             account_id,
             content_id,
             deadline_at,
-            *(list(column) for column in zip(*(outbox_values(e) for e in events), strict=True)),
+            *outbox_arrays(events),
             outbox.channel,
             CHANNEL,
             task_topic(task_id),
