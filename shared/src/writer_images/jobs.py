@@ -167,6 +167,16 @@ class RunnerConfig:
     poll_interval_s: float = 1.0
     retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=1.0, max_s=60.0)  # noqa: RUF009 - frozen value
 
+    # While jobs run, the runner claims only once a quarter of its slots (and of a group's) are free: claiming
+    # for each finished job cost a statement per job, and the other three quarters keep the work going.
+    @property
+    def refill_at(self) -> int:
+        return max(1, self.concurrency // 4)
+
+    @property
+    def group_refill_at(self) -> int:
+        return max(1, self.per_group_limit // 4)
+
 
 class JobRunner:
     """Claims and runs jobs of one queue; `handler` does the work and completes the job itself
@@ -232,10 +242,13 @@ class JobRunner:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _claim_and_start(self) -> int:
-        free = self._config.concurrency - len(self._running)
-        if free <= 0:
+        config = self._config
+        free = config.concurrency - len(self._running)
+        if free <= 0 or (self._running and free < config.refill_at):
             return 0
-        saturated = [g for g, n in self._groups.items() if n >= self._config.per_group_limit]
+        saturated = [
+            g for g, n in self._groups.items() if config.per_group_limit - n < config.group_refill_at
+        ]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """
@@ -255,22 +268,28 @@ class JobRunner:
                 self._owner,
                 self._config.lease_s,
             )
-        started = 0
+        over_filled: list[int] = []
         for row in rows:
             job = Job(**dict(row))
-            if self._groups[job.group_key] >= self._config.per_group_limit:
-                await self._release(job)  # the batch over-filled a group; give it back at once
+            if self._groups[job.group_key] >= config.per_group_limit:
+                over_filled.append(job.id)
                 continue
             self._groups[job.group_key] += 1
             self._running[job.id] = asyncio.create_task(self._run_one(job))
-            started += 1
-        return started
+        if over_filled:
+            await self._release(over_filled)
+        return len(rows) - len(over_filled)
 
-    async def _release(self, job: Job) -> None:
+    async def _release(self, job_ids: list[int]) -> None:
+        """Give back, at once and in one statement, the jobs a claim took beyond their group's limit."""
         async with self._pool.acquire() as conn:
             await conn.execute(
-                "UPDATE jobs SET status = 'ready', attempts = attempts - 1, lease_owner = NULL WHERE id = $1",
-                job.id,
+                """
+                UPDATE jobs SET status = 'ready', attempts = attempts - 1, lease_owner = NULL
+                WHERE id = ANY($1::bigint[]) AND lease_owner = $2
+                """,
+                job_ids,
+                self._owner,
             )
 
     async def _run_one(self, job: Job) -> None:

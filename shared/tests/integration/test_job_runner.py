@@ -117,6 +117,48 @@ async def test_concurrency_is_bounded_per_group(jobs_schema: tuple[str, asyncpg.
     assert peak["quiet-tenant"] == 1
 
 
+async def test_while_jobs_run_the_runner_claims_again_once_a_quarter_of_its_slots_are_free(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    started: list[str] = []
+    finished: set[str] = set()
+    let_go = asyncio.Event()  # every job may finish
+    wake = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        started.append(job.dedupe_key)
+        while job.dedupe_key not in finished and not let_go.is_set():
+            await wake.wait()
+            wake.clear()
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    async def finish_one(done_before: int) -> None:
+        finished.add(next(key for key in started if key not in finished))
+        wake.set()
+        await _until(lambda: _count(pool, "done", done_before + 1))
+
+    for i in range(12):
+        await _enqueue(pool, schema, f"k{i:02}", group=f"g{i}")
+    async with _running(pool, schema, handler, concurrency=8):
+        await _until(lambda: _count(pool, "running", 8))
+        await finish_one(done_before=0)  # one slot of eight free: not worth a claim yet
+        await asyncio.sleep(0.3)  # six poll intervals
+        assert len(started) == 8
+        await finish_one(done_before=1)  # two free: one claim takes two
+        await _until(lambda: _count(pool, "running", 8))
+        assert len(started) == 10
+        let_go.set()
+        wake.set()
+        await _until(lambda: _all_in(pool, "done", 12))
+    assert sorted(started) == [f"k{i:02}" for i in range(12)]
+
+
+async def _count(pool: asyncpg.Pool, status: str, at_least: int) -> bool:
+    return sum(s == status for s in (await _statuses(pool)).values()) >= at_least
+
+
 async def test_transient_failures_retry_then_exhaust_into_the_failure_hook(
     jobs_schema: tuple[str, asyncpg.Pool],
 ) -> None:
