@@ -3,7 +3,10 @@
 A hot path where each of many concurrent tasks ends in its own small write (a job announcing that it has
 started, a job storing its result) pays a round trip, a commit and a relay wake-up per task. `GroupWriter`
 hands every write that arrives while the previous group is being written to the next group, and each
-caller gets back its own item's answer. No timer: under light load a group is one item and nothing waits.
+caller gets back its own item's answer. By default no timer: under light load a group is one item and nothing
+waits. Writes that arrive one by one but close together (results coming back from a render pool one at a
+time) need a `linger_s`: a group not yet full waits that long for company before it is written (Kafka's
+`linger.ms`, for statements).
 """
 
 from __future__ import annotations
@@ -28,10 +31,15 @@ class GroupWriter(Generic[Item, Answer]):
     every caller of that group gets the exception (each retries on its own terms)."""
 
     def __init__(
-        self, write: Callable[[Sequence[Item]], Awaitable[Sequence[Answer]]], *, max_group: int = 64
+        self,
+        write: Callable[[Sequence[Item]], Awaitable[Sequence[Answer]]],
+        *,
+        max_group: int = 64,
+        linger_s: float = 0.0,
     ) -> None:
         self._write = write
         self._max_group = max_group
+        self._linger_s = linger_s
         self._pending: list[_Pending[Item, Answer]] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -50,6 +58,8 @@ class GroupWriter(Generic[Item, Answer]):
 
     async def _write_groups(self) -> None:
         while self._pending:
+            if self._linger_s > 0 and len(self._pending) < self._max_group:
+                await asyncio.sleep(self._linger_s)
             group, self._pending = self._pending[: self._max_group], self._pending[self._max_group :]
             try:
                 answers = await self._write([p.item for p in group])

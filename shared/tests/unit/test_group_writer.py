@@ -45,6 +45,28 @@ async def test_writes_arriving_during_a_write_go_into_the_next_group() -> None:
     assert recorder.groups == [[1], [2, 3]]
 
 
+async def test_with_a_linger_writes_arriving_one_by_one_wait_for_company() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, linger_s=0.05)
+
+    first = asyncio.ensure_future(writer.submit(1))
+    await asyncio.sleep(0.01)  # within the linger: nothing written yet
+    assert recorder.groups == []
+    second = await writer.submit(2)
+
+    assert (await first, second) == (10, 20)
+    assert recorder.groups == [[1, 2]]
+
+
+async def test_a_full_group_does_not_linger() -> None:
+    recorder = Recorder()
+    writer = GroupWriter(recorder.write, max_group=2, linger_s=10.0)
+
+    answers = await asyncio.wait_for(asyncio.gather(writer.submit(1), writer.submit(2)), timeout=1.0)
+
+    assert answers == [10, 20]
+
+
 async def test_a_group_is_never_larger_than_its_cap() -> None:
     recorder = Recorder()
     writer = GroupWriter(recorder.write, max_group=2)

@@ -45,6 +45,7 @@ def generation_limits(settings: GeneratorSettings) -> GenerationLimits:
         concurrency={name: settings.provider_concurrency(name) for name in PROVIDERS},
         rate=rates,
         consumer_group=settings.consumer_group,
+        result_linger_s=settings.result_linger_s,
     )
 
 

@@ -111,6 +111,7 @@ class GenerationLimits:
     concurrency: dict[str, int]
     rate: dict[str, Limit]
     consumer_group: str
+    result_linger_s: float = 0.0
 
     def concurrency_of(self, provider: str) -> int:
         return self.concurrency.get(provider, 4)
@@ -168,12 +169,15 @@ class ImageGeneration:
         self._render_pool = render_pool
         self._limits = limits
         self._slots: dict[str, asyncio.Semaphore] = {}
-        # Jobs start and finish in bursts (a claim takes several; a render pool returns several): each
-        # burst's `generating` announcements, and each burst's results, are written in one statement.
+        # Jobs start in bursts (a claim takes several): each burst's `generating` announcements are written in
+        # one statement. They finish one at a time (a render pool returns one result at a time), so results
+        # linger a little for company before their statement is written.
         self._announcements: GroupWriter[repository.Announcement, ImageGenerated | None] = GroupWriter(
             self._announce_group
         )
-        self._results: GroupWriter[repository.FinishedResult, None] = GroupWriter(self._commit_group)
+        self._results: GroupWriter[repository.FinishedResult, None] = GroupWriter(
+            self._commit_group, linger_s=limits.result_linger_s
+        )
 
     async def handle(self, job: Job) -> None:
         envelope = Envelope.model_validate(job.payload["envelope"])
