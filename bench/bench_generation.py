@@ -18,7 +18,8 @@ with `--drivers` (default both):
   - api: the whole pipeline as the page drives it. images-api + generator as subprocesses (own broker, own
     database), an owner from the CLI, N/4 contents (a featured + three in-article slots each) created
     through the API before the clock starts; timed: one `POST generate_images` per content, then the
-    grouped view (`overall_status=complete`, page_size 1) polled every 50 ms until all read complete.
+    grouped view (`overall_status=complete`, page_size 1) polled until all read complete (`poll_pause`:
+    sparse while much is left, 50 ms apart near the end; the Celery peer's rows are polled the same way).
     images-api asks the local provider for 512×512 (`WI_LOCAL_IMAGE_SIZE`), the size the baselines render.
     Per-image latency: POST → the image's `generated_at` written by the projection.
 """
@@ -45,9 +46,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import (
     PRODUCTION_FETCH_WAIT,
-    cpu_seconds,
+    CpuMeter,
+    poll_pause,
     ratio_line,
-    session_pids,
     summary_ms,
     write_result,
 )
@@ -101,47 +102,6 @@ def direct_loop(count: int, size: tuple[int, int] = (SIZE, SIZE)) -> float:
 
 
 # --- CPU accounting -----------------------------------------------------------------------------------
-
-
-async def backend_pids(dsn: str) -> list[int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await conn.close()
-    return [r["pid"] for r in rows]
-
-
-@dataclass
-class CpuMeter:
-    """CPU seconds used by named groups of processes between `start()` and `stop()` (robust to a busy
-    machine, unlike wall time). A process that appears in between counts from its birth."""
-
-    dsn: str
-    sessions: dict[str, int]  # name → session id of a service process (the leader's pid)
-    extra: dict[str, list[int]]
-    _before: dict[int, float] = field(default_factory=dict)
-
-    async def groups(self) -> dict[str, list[int]]:
-        groups: dict[str, list[int]] = {}
-        for name, session_id in self.sessions.items():
-            groups[f"{name} main process"] = [session_id]
-            groups[f"{name} workers"] = [p for p in session_pids(session_id) if p != session_id]
-        return {**groups, "postgres backends": await backend_pids(self.dsn), **self.extra}
-
-    async def start(self) -> None:
-        self._before = {pid: cpu_seconds(pid) for pids in (await self.groups()).values() for pid in pids}
-
-    async def stop(self, per: int) -> dict[str, float]:
-        """Core-milliseconds per unit (image) by group, and their total."""
-        used = {
-            name: sum(max(0.0, cpu_seconds(pid) - self._before.get(pid, 0.0)) for pid in pids) * 1000 / per
-            for name, pids in (await self.groups()).items()
-        }
-        used["total"] = sum(used.values())
-        return {name: round(ms, 2) for name, ms in used.items()}
 
 
 # --- infrastructure -----------------------------------------------------------------------------------
@@ -391,13 +351,15 @@ async def _celery_batch(
     for image in batch:
         app.send_task("bench.generate_image", args=[image.image_id, prompt_of(image.image_id), *size])
     ids = [image.image_id for image in batch]
-    deadline = time.perf_counter() + timeout_s
-    while await conn.fetchval(
-        "SELECT count(*) FROM peer_images WHERE id = ANY($1) AND status = 'generated'", ids
-    ) < len(ids):
-        if time.perf_counter() > deadline:
+    started = time.perf_counter()
+    done = 0
+    while done < len(ids):
+        if time.perf_counter() - started > timeout_s:
             raise TimeoutError("the Celery peer did not finish")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(poll_pause(done, len(ids), time.perf_counter() - started))
+        done = await conn.fetchval(
+            "SELECT count(*) FROM peer_images WHERE id = ANY($1) AND status = 'generated'", ids
+        )
 
 
 # --- the run ------------------------------------------------------------------------------------------

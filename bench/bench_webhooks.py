@@ -39,7 +39,7 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from bench.common import PRODUCTION_FETCH_WAIT, ratio_line, summary_ms, write_result
+from bench.common import PRODUCTION_FETCH_WAIT, CpuMeter, ratio_line, summary_ms, write_result
 from bench.stack_driver import ARTICLE, running_stack
 from sync.testing import PLUGIN_DIR, publish_site, signed_headers, sync_env, wait_for_site, webhook_body
 from writer_images import topics
@@ -116,6 +116,10 @@ async def _drive(url: str, requests: list[tuple[bytes, dict[str, str]]]) -> floa
     return len(requests) / elapsed
 
 
+def _median_by_group(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {group: round(statistics.median(r[group] for r in rounds), 3) for group in rounds[0]}
+
+
 async def _count_changes(bootstrap: str, site_id: int, want: int, timeout_s: float = 60) -> int:
     consumer = AIOKafkaConsumer(
         topics.WORDPRESS_POST_CHANGED,
@@ -155,9 +159,10 @@ async def _register_site(bootstrap: str, dsn: str, site_id: int, site_key: str, 
         await conn.close()
 
 
-async def _throughput(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]:
+async def _throughput(workdir: Path, bootstrap: str, dsn: str, broker_pid: int) -> dict[str, Any]:
     """Both servers up at once and driven in alternating rounds, so that a noisy neighbour on this shared
-    2-core machine weighs on both alike; the median round of each is compared."""
+    2-core machine weighs on both alike; the median round of each is compared. CPU per webhook is read
+    from /proc for each side's processes (the driver is this process)."""
     baseline_port, sync_port = free_port(), free_port()
     baseline_script = workdir / "baseline_app.py"
     baseline_script.write_text(BASELINE_APP)
@@ -180,16 +185,27 @@ async def _throughput(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]
     baseline_url = f"http://127.0.0.1:{baseline_port}/v1/sync/wordpress/webhook"
     ours: list[float] = []
     bare: list[float] = []
+    cpu: dict[str, list[dict[str, float]]] = {"sync": [], "bare": []}
     load_at_start = os.getloadavg()[0]
     with _process(sync), _process(baseline):
         await _register_site(bootstrap, dsn, site_id, site_key)
         await _drive(sync_url, _requests(site_key, WARMUP, 1))
         await _drive(baseline_url, _requests(site_key, WARMUP, 1))
+        assert sync.process is not None and baseline.process is not None
+        meters = {
+            "sync": CpuMeter(
+                dsn, {"sync": sync.process.pid}, {"broker": [broker_pid], "driver": [os.getpid()]}
+            ),
+            "bare": CpuMeter(dsn, {"bare": baseline.process.pid}, {"driver": [os.getpid()]}),
+        }
         per_round = REQUESTS // ROUNDS
         for round_no in range(ROUNDS):
             first = 1_000_000 * (round_no + 1)
-            ours.append(await _drive(sync_url, _requests(site_key, per_round, first)))
-            bare.append(await _drive(baseline_url, _requests(site_key, per_round, first)))
+            for side, url, rates in (("sync", sync_url, ours), ("bare", baseline_url, bare)):
+                requests = _requests(site_key, per_round, first)
+                await meters[side].start()
+                rates.append(await _drive(url, requests))
+                cpu[side].append(await meters[side].stop(per=per_round))
         sent = WARMUP + per_round * ROUNDS
         on_broker = await _count_changes(bootstrap, site_id, sent)
     print(f"events on the broker: {on_broker} of {sent} webhooks", flush=True)
@@ -200,6 +216,8 @@ async def _throughput(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]
         f"best {max(paired):.2f}× (load average at start {load_at_start:.1f} on {os.cpu_count()} cores)",
         flush=True,
     )
+    cpu_ms = {side: _median_by_group(rounds) for side, rounds in cpu.items()}
+    print(f"CPU per webhook (core-ms, median of rounds): {cpu_ms}", flush=True)
     ours_median, bare_median = statistics.median(ours), statistics.median(bare)
     line = ratio_line(
         f"webhook receiver, {CONNECTIONS} connections",
@@ -216,6 +234,7 @@ async def _throughput(workdir: Path, bootstrap: str, dsn: str) -> dict[str, Any]
         "rounds": {"sync": [round(x, 1) for x in ours], "bare": [round(x, 1) for x in bare]},
         "paired_ratios": [round(r, 3) for r in paired],
         "paired_ratio_median": round(statistics.median(paired), 3),
+        "cpu_core_ms_per_webhook": cpu_ms,
         "load_average_at_start": load_at_start,
         "events_on_broker": on_broker,
         "webhooks": sent,
@@ -433,7 +452,8 @@ async def _run(phases: list[str], changes: int) -> dict[str, Any]:
             workdir = Path(tmp)
             result: dict[str, Any] = {}
             if "throughput" in phases:
-                result["throughput"] = await _throughput(workdir, broker.bootstrap, dsn)
+                assert broker.process is not None
+                result["throughput"] = await _throughput(workdir, broker.bootstrap, dsn, broker.process.pid)
             if "latency" in phases:
                 result["latency"] = await _latency(workdir, broker.bootstrap, dsn)
             if "read-model" in phases:

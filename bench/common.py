@@ -1,5 +1,5 @@
 """What every benchmark shares: ratio lines, percentiles, a JSON result per run, and reading a process's
-CPU time and memory from /proc."""
+CPU time and memory from /proc (`CpuMeter`: core-ms per unit of work by group of processes)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import asyncpg
 
 from writer_images.settings import ServiceSettings
 
@@ -79,6 +82,22 @@ def summary_ms(samples_s: list[float]) -> dict[str, float]:
     }
 
 
+POLL_FLOOR_S = 0.05  # how finely a run's end is seen
+POLL_CEILING_S = 1.0
+
+
+def poll_pause(done: int, total: int, elapsed_s: float) -> float:
+    """How long a run waits before it reads its read model again: half of what the rest should take at the
+    rate so far, within [50 ms, 1 s]. Every poll is work for the machine under test (the API path's grouped
+    view read 20 times a second cost the pipeline ≈5 % of its throughput in an A/B), so polls are sparse
+    while much is left, and 50 ms apart near the end, which is the resolution of the run's end time. Every
+    driver polls this way, ours and the peer's."""
+    if done <= 0 or elapsed_s <= 0:
+        return 4 * POLL_FLOOR_S
+    left_s = (total - done) * elapsed_s / done
+    return min(POLL_CEILING_S, max(POLL_FLOOR_S, left_s / 2))
+
+
 def ratio_line(
     label: str, ours: float, baseline: float, baseline_name: str, unit: str, goal: str = ""
 ) -> str:
@@ -102,3 +121,44 @@ def write_result(name: str, result: dict[str, Any]) -> Path:
     path.write_text(json.dumps(result, indent=2, default=str))
     print(f"→ {path}", flush=True)
     return path
+
+
+async def backend_pids(dsn: str) -> list[int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return [r["pid"] for r in rows]
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by named groups of processes between `start()` and `stop()` (robust to a busy
+    machine, unlike wall time). A process that appears in between counts from its birth."""
+
+    dsn: str
+    sessions: dict[str, int]  # name → session id of a service process (the leader's pid)
+    extra: dict[str, list[int]]
+    _before: dict[int, float] = field(default_factory=dict)
+
+    async def groups(self) -> dict[str, list[int]]:
+        groups: dict[str, list[int]] = {}
+        for name, session_id in self.sessions.items():
+            groups[f"{name} main process"] = [session_id]
+            groups[f"{name} workers"] = [p for p in session_pids(session_id) if p != session_id]
+        return {**groups, "postgres backends": await backend_pids(self.dsn), **self.extra}
+
+    async def start(self) -> None:
+        self._before = {pid: cpu_seconds(pid) for pids in (await self.groups()).values() for pid in pids}
+
+    async def stop(self, per: int) -> dict[str, float]:
+        """Core-milliseconds per unit (image) by group, and their total."""
+        used = {
+            name: sum(max(0.0, cpu_seconds(pid) - self._before.get(pid, 0.0)) for pid in pids) * 1000 / per
+            for name, pids in (await self.groups()).items()
+        }
+        used["total"] = sum(used.values())
+        return {name: round(ms, 2) for name, ms in used.items()}

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bench.common import poll_pause
 from writer_images.infra.broker import TansuBroker
 from writer_images.testing.stack import Api, Stack, owner_session, started_stack, use_local_provider
 
@@ -72,7 +73,7 @@ class ApiImage:
 @dataclass
 class ApiDriver:
     """Generates images as the page does: one `generate_images` request per content, then the grouped
-    view polled until every content reads `complete`.
+    view polled (`poll_pause`) until every content reads `complete`.
 
     Per-image completion comes from each image's `generated_at` (set by the projection's transaction, on
     this machine's clock); the run ends when a poll of the read model first shows every content complete.
@@ -80,8 +81,8 @@ class ApiDriver:
 
     api: Api
     concurrency: int = 4
-    poll_interval_s: float = 0.05
     submitted_at: dict[int, float] = field(default_factory=dict)
+    submit_started_at: float = 0.0
     last_seen_at: float | None = None
     _complete_before: int = 0
     # perf_counter and wall-clock readings of the same instant, to place server timestamps on our clock.
@@ -108,6 +109,7 @@ class ApiDriver:
     async def submit(self, batch: Sequence[ApiImage]) -> None:
         self._complete_before = await complete_contents(self.api)
         self.last_seen_at = None
+        self.submit_started_at = time.perf_counter()
 
         async def generate(content_id: int, ids: list[int]) -> None:
             at = time.perf_counter()
@@ -125,14 +127,14 @@ class ApiDriver:
         )
 
     async def wait_generated(self, batch: Sequence[ApiImage], timeout_s: float) -> dict[int, float]:
-        wanted = self._complete_before + len(_by_content(batch))
+        contents = len(_by_content(batch))
         deadline = time.perf_counter() + timeout_s
-        seen = 0
-        while seen < wanted:
+        done = 0
+        while done < contents:
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"{seen - self._complete_before} contents complete after {timeout_s}s")
-            await asyncio.sleep(self.poll_interval_s)
-            seen = await complete_contents(self.api)
+                raise TimeoutError(f"{done} contents complete after {timeout_s}s")
+            await asyncio.sleep(poll_pause(done, contents, time.perf_counter() - self.submit_started_at))
+            done = await complete_contents(self.api) - self._complete_before
         self.last_seen_at = time.perf_counter()
         return await self._generated_at(batch)
 

@@ -16,7 +16,7 @@ class GeneratorSettings(JobSettings):
     # halves the relay's round trips and broker requests per image, for 20 ms on a path measured in seconds.
     outbox_linger_s: float = 0.02
     # Results come back from the render pool one at a time, a few ms apart under load: a result waits this
-    # long for others to share its commit statement (a statement per image cost ≈0.5 core-ms of Postgres and
+    # long for others to share its commit statement (a statement per image cost ≈0.4 core-ms of Postgres and
     # client CPU), for 10 ms on a path measured in seconds. 0 commits each result as it comes.
     result_linger_s: float = 0.01
 
