@@ -166,18 +166,24 @@ class OutboxRelay:
         self._wakeup.set()
 
     async def relay_once(self) -> int:
-        """Send one batch; returns how many rows left the outbox."""
+        """Send one batch; returns how many rows left the outbox.
+
+        The batch is deleted and returned by one statement, and sent before that transaction commits: a
+        failed send (or a crash) rolls the delete back and the rows are sent again (at least once)."""
         async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
+            deleted = await conn.fetch(
                 """
-                SELECT id, event_id, event_type, topic, key, value, correlation_id FROM outbox
-                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                DELETE FROM outbox WHERE id IN (
+                    SELECT id FROM outbox ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+                )
+                RETURNING id, event_id, event_type, topic, key, value, correlation_id
                 """,
                 self._batch_size,
             )
-            if not rows:
+            if not deleted:
                 metrics.OUTBOX_BACKLOG.labels(self._schema).set(0)
                 return 0
+            rows = sorted(deleted, key=lambda row: row["id"])  # RETURNING has no order; a key's events do
             pending = [
                 await self._producer.send(
                     row["topic"],
@@ -192,7 +198,6 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.gather(*pending)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
         metrics.OUTBOX_RELAYED.labels(self._schema).inc(len(rows))
         return len(rows)
 

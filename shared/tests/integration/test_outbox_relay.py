@@ -72,6 +72,48 @@ async def test_committed_event_reaches_a_real_consumer_exactly_as_typed(
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
 
 
+async def test_a_batch_is_sent_in_the_order_it_was_written(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    written = [_site_event(correlation, site_id=5) for _ in range(20)]  # one key: one partition, in order
+    for event in written:
+        await _write(pool, schema, [event])
+    producer = kafka_producer(kafka_bootstrap, client_id="t")
+    await producer.start()
+    try:
+        assert await OutboxRelay(pool, schema, producer).relay_once() == 20
+    finally:
+        await producer.stop()
+
+    received = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 20
+    )
+
+    assert [decode_envelope(r.value)[0].event_id for r in received] == [e.event_id for e in written]
+
+
+class _BrokerAway:
+    """A producer whose every send fails, as when the broker is unreachable."""
+
+    async def send(self, *_: object, **__: object) -> asyncio.Future[None]:
+        raise ConnectionError("broker away")
+
+
+async def test_a_batch_that_could_not_be_sent_stays_in_the_outbox(
+    service_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = service_schema
+    await _write(pool, schema, [_site_event(f"c-{uuid.uuid4()}") for _ in range(3)])
+
+    with pytest.raises(ConnectionError):
+        await OutboxRelay(pool, schema, _BrokerAway()).relay_once()  # type: ignore[arg-type]
+
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 3
+
+
 async def test_rolled_back_transaction_emits_nothing(
     service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
 ) -> None:
