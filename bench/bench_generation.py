@@ -22,6 +22,8 @@ with `--drivers` (default both):
     sparse while much is left, 50 ms apart near the end; the Celery peer's rows are polled the same way).
     images-api asks the local provider for 512×512 (`WI_LOCAL_IMAGE_SIZE`), the size the baselines render.
     Per-image latency: POST → the image's `generated_at` written by the projection.
+Each driver's baselines render the prompts its pipeline renders (the picture carries the prompt's text, so
+its length moves the render's cost): `prompt_of` for events, images-api's own prompts for api.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -52,9 +54,10 @@ from bench.common import (
     summary_ms,
     write_result,
 )
-from bench.stack_driver import IMAGES_PER_CONTENT, ApiDriver, running_stack
+from bench.stack_driver import ARTICLE, IMAGES_PER_CONTENT, ApiDriver, running_stack
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
+from images_api.domain.rules import default_slots
 from writer_images.events import Envelope, ImageGenerationRequested, RenditionRequest, make_event, utcnow
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
@@ -77,6 +80,17 @@ def prompt_of(image_id: int) -> str:
     return f"image {image_id}: a lighthouse on a cliff at dusk, watercolour, article illustration"
 
 
+def api_prompt_of(image_id: int) -> str:
+    """The prompt images-api gives the api driver's contents ("Bench N", three H2 sections). The render's
+    cost depends on the prompt's length (its text is drawn): baselines compared with the api path render
+    these, not `prompt_of`'s longer ones (≈10.3 against ≈12 core-ms per image)."""
+    slots = default_slots(f"Bench {image_id // IMAGES_PER_CONTENT}", ARTICLE, IMAGES_PER_CONTENT - 1)
+    return slots[image_id % IMAGES_PER_CONTENT].prompt
+
+
+Prompts = Callable[[int], str]
+
+
 @dataclass(frozen=True)
 class BenchImage:
     image_id: int
@@ -93,11 +107,11 @@ def images(first_id: int, count: int, provider: str = "local", model: str = "loc
 # --- (a) the direct loop ------------------------------------------------------------------------------
 
 
-def direct_loop(count: int, size: tuple[int, int] = (SIZE, SIZE)) -> float:
+def direct_loop(count: int, size: tuple[int, int] = (SIZE, SIZE), prompts: Prompts = prompt_of) -> float:
     """Seconds to render + convert `count` images one after another in this process (one core)."""
     started = time.perf_counter()
     for image in images(0, count):
-        render_renditions(render_prompt_png(prompt_of(image.image_id), *size), "jpg", PLAN)
+        render_renditions(render_prompt_png(prompts(image.image_id), *size), "jpg", PLAN)
     return time.perf_counter() - started
 
 
@@ -290,7 +304,12 @@ def _provider_of(settings: dict[str, Any]) -> tuple[str, str]:
 
 
 async def celery_peer(
-    server: str, workdir: Path, count: int, workers: int, size: tuple[int, int] = (SIZE, SIZE)
+    server: str,
+    workdir: Path,
+    count: int,
+    workers: int,
+    size: tuple[int, int] = (SIZE, SIZE),
+    prompts: Prompts = prompt_of,
 ) -> tuple[float, dict[str, float]]:
     """Seconds (and core-ms per image) for the Celery pool to render, store and mark `count` images."""
     from bench.celery_peer import app
@@ -325,12 +344,13 @@ async def celery_peer(
         )
         await asyncio.to_thread(worker.start)
         try:
-            await _celery_batch(app, conn, images(900_000, 4 * workers), size, timeout_s=120)  # warm-up
+            warm_up = images(900_000, 4 * workers)
+            await _celery_batch(app, conn, warm_up, size, prompts, timeout_s=120)
             assert worker.process is not None
             meter = CpuMeter(dsn, {"service": worker.process.pid}, {"redis": _redis_pids()})
             await meter.start()
             started = time.perf_counter()
-            await _celery_batch(app, conn, images(0, count), size, timeout_s=600)
+            await _celery_batch(app, conn, images(0, count), size, prompts, timeout_s=600)
             seconds = time.perf_counter() - started
             return seconds, await meter.stop(per=count)
         finally:
@@ -343,13 +363,18 @@ def _redis_pids() -> list[int]:
 
 
 async def _celery_batch(
-    app: Any, conn: asyncpg.Connection, batch: list[BenchImage], size: tuple[int, int], timeout_s: float
+    app: Any,
+    conn: asyncpg.Connection,
+    batch: list[BenchImage],
+    size: tuple[int, int],
+    prompts: Prompts,
+    timeout_s: float,
 ) -> None:
     await conn.executemany(
         "INSERT INTO peer_images (id, status) VALUES ($1, 'queued')", [(image.image_id,) for image in batch]
     )
     for image in batch:
-        app.send_task("bench.generate_image", args=[image.image_id, prompt_of(image.image_id), *size])
+        app.send_task("bench.generate_image", args=[image.image_id, prompts(image.image_id), *size])
     ids = [image.image_id for image in batch]
     started = time.perf_counter()
     done = 0
@@ -379,10 +404,10 @@ class Baselines:
     peer_cpu: dict[str, float]
 
 
-def measure_direct(count: int, size: tuple[int, int]) -> tuple[float, float]:
+def measure_direct(count: int, size: tuple[int, int], prompts: Prompts) -> tuple[float, float]:
     """Images per second and core-ms per image of the one-core direct loop."""
     cpu_before = time.process_time()
-    seconds = direct_loop(count, size)
+    seconds = direct_loop(count, size, prompts)
     return count / seconds, (time.process_time() - cpu_before) / count * 1000
 
 
@@ -431,18 +456,18 @@ async def api_run(
 
 
 DRIVERS = {
-    # name: (what is timed, image size, how it is run)
-    "events": ("request events → image.generated", (SIZE, SIZE), events_run),
-    "api": ("API request → read model shows generated", (SIZE, SIZE), api_run),
+    # name: (what is timed, image size, the prompts it renders, how it is run)
+    "events": ("request events → image.generated", (SIZE, SIZE), prompt_of, events_run),
+    "api": ("API request → read model shows generated", (SIZE, SIZE), api_prompt_of, api_run),
 }
 
 
 async def local_figures(server: str, workdir: Path, count: int, workers: int, driver: str) -> dict[str, Any]:
-    path, size, run = DRIVERS[driver]
+    path, size, prompts, run = DRIVERS[driver]
     # Direct loop, then ours, then the peer, as before: a noisy neighbour is spread over all three.
-    direct_rate, direct_cpu_ms = measure_direct(count, size)
+    direct_rate, direct_cpu_ms = measure_direct(count, size, prompts)
     ours, ours_cpu = await run(server, workdir, count, workers)
-    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers, size)
+    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers, size, prompts)
     base = Baselines(size, direct_rate, direct_cpu_ms, count / peer_s, peer_cpu)
     return report(driver, path, count, workers, ours, ours_cpu, base)
 
