@@ -167,8 +167,11 @@ class RunnerConfig:
     poll_interval_s: float = 1.0
     retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=1.0, max_s=60.0)  # noqa: RUF009 - frozen value
 
-    # While jobs run, the runner claims only once a quarter of its slots (and of a group's) are free: claiming
-    # for each finished job cost a statement per job, and the other three quarters keep the work going.
+    # While jobs run, the runner claims only once a quarter of its slots (and of a group's) are free, or once
+    # a free slot has waited `claim_linger_s`: claiming for each finished job cost a statement per job, and
+    # the linger bounds how long a slot idles when jobs finish one by one (a paid call per slot).
+    claim_linger_s: float = 0.05
+
     @property
     def refill_at(self) -> int:
         return max(1, self.concurrency // 4)
@@ -200,6 +203,7 @@ class JobRunner:
         self._groups: Counter[str] = Counter()
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._free_since: float | None = None  # when a slot became free that no claim has filled yet
 
     @property
     def in_flight(self) -> int:
@@ -217,7 +221,7 @@ class JobRunner:
                     await self._pause(self._config.retry.delay(3))
                     continue
                 if not claimed:
-                    await self._wait_for_work()
+                    await self._wait_for_work(self._until_claim_due())
         finally:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(notify_channel(self._schema), self._on_notify)
@@ -232,10 +236,33 @@ class JobRunner:
     def _on_notify(self, *_: object) -> None:
         self._wakeup.set()
 
-    async def _wait_for_work(self) -> None:
+    async def _wait_for_work(self, at_most_s: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeup.wait(), self._config.poll_interval_s)
+            await asyncio.wait_for(self._wakeup.wait(), at_most_s)
         self._wakeup.clear()
+
+    def _until_claim_due(self) -> float:
+        if self._free_since is None:
+            return self._config.poll_interval_s
+        waited = asyncio.get_running_loop().time() - self._free_since
+        return max(0.0, min(self._config.poll_interval_s, self._config.claim_linger_s - waited))
+
+    def _group_room_needed(self, free: int) -> int | None:
+        """The free slots a group needs for a claim now, or None when it is not time to claim: any once a
+        free slot has waited the linger; else a quarter of the group's when nothing runs or a quarter of
+        the runner's slots are free."""
+        config = self._config
+        if free <= 0:
+            self._free_since = None
+            return None
+        now = asyncio.get_running_loop().time()
+        if self._free_since is not None and now - self._free_since >= config.claim_linger_s:
+            return 1
+        if not self._running or free >= config.refill_at:
+            return config.group_refill_at
+        if self._free_since is None:
+            self._free_since = now
+        return None
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -244,11 +271,10 @@ class JobRunner:
     async def _claim_and_start(self) -> int:
         config = self._config
         free = config.concurrency - len(self._running)
-        if free <= 0 or (self._running and free < config.refill_at):
+        room_needed = self._group_room_needed(free)
+        if room_needed is None:
             return 0
-        saturated = [
-            g for g, n in self._groups.items() if config.per_group_limit - n < config.group_refill_at
-        ]
+        saturated = [g for g, n in self._groups.items() if config.per_group_limit - n < room_needed]
         async with self._pool.acquire() as conn:
             rows = await conn.fetch(
                 """
@@ -278,7 +304,12 @@ class JobRunner:
             self._running[job.id] = asyncio.create_task(self._run_one(job))
         if over_filled:
             await self._release(over_filled)
-        return len(rows) - len(over_filled)
+        started = len(rows) - len(over_filled)
+        if started:
+            self._free_since = None
+        elif self._running and self._free_since is None:
+            self._free_since = asyncio.get_running_loop().time()  # a group lacked room: the linger lowers it
+        return started
 
     async def _release(self, job_ids: list[int]) -> None:
         """Give back, at once and in one statement, the jobs a claim took beyond their group's limit."""

@@ -117,42 +117,76 @@ async def test_concurrency_is_bounded_per_group(jobs_schema: tuple[str, asyncpg.
     assert peak["quiet-tenant"] == 1
 
 
+class _HeldJobs:
+    """A handler whose jobs run until the test lets each one finish."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.started: list[str] = []
+        self.finished: set[str] = set()
+        self.let_go = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    async def handle(self, job: Job) -> None:
+        self.started.append(job.dedupe_key)
+        while job.dedupe_key not in self.finished and not self.let_go.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    async def finish_one(self) -> None:
+        done_before = len(self.finished)
+        self.finished.add(next(key for key in self.started if key not in self.finished))
+        self._wake.set()
+        await _until(lambda: _count(self.pool, "done", done_before + 1))
+
+    def release_all(self) -> None:
+        self.let_go.set()
+        self._wake.set()
+
+
 async def test_while_jobs_run_the_runner_claims_again_once_a_quarter_of_its_slots_are_free(
     jobs_schema: tuple[str, asyncpg.Pool],
 ) -> None:
     schema, pool = jobs_schema
-    started: list[str] = []
-    finished: set[str] = set()
-    let_go = asyncio.Event()  # every job may finish
-    wake = asyncio.Event()
-
-    async def handler(job: Job) -> None:
-        started.append(job.dedupe_key)
-        while job.dedupe_key not in finished and not let_go.is_set():
-            await wake.wait()
-            wake.clear()
-        async with pool.acquire() as conn, conn.transaction():
-            await jobs.complete(conn, job)
-
-    async def finish_one(done_before: int) -> None:
-        finished.add(next(key for key in started if key not in finished))
-        wake.set()
-        await _until(lambda: _count(pool, "done", done_before + 1))
-
+    held = _HeldJobs(pool)
     for i in range(12):
         await _enqueue(pool, schema, f"k{i:02}", group=f"g{i}")
-    async with _running(pool, schema, handler, concurrency=8):
-        await _until(lambda: _count(pool, "running", 8))
-        await finish_one(done_before=0)  # one slot of eight free: not worth a claim yet
-        await asyncio.sleep(0.3)  # six poll intervals
-        assert len(started) == 8
-        await finish_one(done_before=1)  # two free: one claim takes two
-        await _until(lambda: _count(pool, "running", 8))
-        assert len(started) == 10
-        let_go.set()
-        wake.set()
+    async with _running(pool, schema, held.handle, concurrency=8, claim_linger_s=60.0):
+        try:
+            await _until(lambda: _count(pool, "running", 8))
+            await held.finish_one()  # one slot of eight free: not worth a claim yet
+            await asyncio.sleep(0.3)  # six poll intervals
+            assert len(held.started) == 8
+            await held.finish_one()  # two free: one claim takes two
+            await _until(lambda: _count(pool, "running", 8))
+            assert len(held.started) == 10
+        finally:
+            held.release_all()
         await _until(lambda: _all_in(pool, "done", 12))
-    assert sorted(started) == [f"k{i:02}" for i in range(12)]
+    assert sorted(held.started) == [f"k{i:02}" for i in range(12)]
+
+
+async def test_a_slot_left_free_is_claimed_once_it_has_waited_the_linger(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    held = _HeldJobs(pool)
+    for i in range(10):
+        await _enqueue(pool, schema, f"k{i:02}", group=f"g{i}")
+    async with _running(pool, schema, held.handle, concurrency=8, claim_linger_s=0.2):
+        try:
+            await _until(lambda: _count(pool, "running", 8))
+            freed_at = asyncio.get_running_loop().time()
+            await held.finish_one()  # one of eight: below a quarter, so it waits the linger, no longer
+            await _until(lambda: _count(pool, "running", 8), timeout_s=2.0)
+            waited = asyncio.get_running_loop().time() - freed_at
+            assert len(held.started) == 9
+            assert waited >= 0.2
+        finally:
+            held.release_all()
+        await _until(lambda: _all_in(pool, "done", 10))
 
 
 async def _count(pool: asyncpg.Pool, status: str, at_least: int) -> bool:
