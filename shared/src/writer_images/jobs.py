@@ -305,10 +305,12 @@ class JobRunner:
         if over_filled:
             await self._release(over_filled)
         started = len(rows) - len(over_filled)
-        if started:
+        if started or room_needed == 1:
+            # Filled, or nothing is claimable at all: wait for a finished job, a NOTIFY or the poll.
             self._free_since = None
         elif self._running and self._free_since is None:
-            self._free_since = asyncio.get_running_loop().time()  # a group lacked room: the linger lowers it
+            # Groups short of a quarter of their room were passed over: after the linger, one claim takes any.
+            self._free_since = asyncio.get_running_loop().time()
         return started
 
     async def _release(self, job_ids: list[int]) -> None:

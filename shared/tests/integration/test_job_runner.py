@@ -189,6 +189,37 @@ async def test_a_slot_left_free_is_claimed_once_it_has_waited_the_linger(
         await _until(lambda: _all_in(pool, "done", 10))
 
 
+class _CountingRunner(JobRunner):
+    claims = 0
+
+    async def _claim_and_start(self) -> int:
+        self.claims += 1
+        return await super()._claim_and_start()
+
+
+async def test_with_jobs_running_and_nothing_ready_the_runner_waits_instead_of_claiming_again(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    held = _HeldJobs(pool)
+    for i in range(2):
+        await _enqueue(pool, schema, f"k{i}", group="one-account")
+    config = RunnerConfig(
+        queue="q", concurrency=8, per_group_limit=8, poll_interval_s=1.0, claim_linger_s=0.05
+    )
+    runner = _CountingRunner(pool, schema, config, held.handle, _record_exhausted)
+    task = asyncio.create_task(runner.run())
+    try:
+        await _until(lambda: _count(pool, "running", 2))
+        await asyncio.sleep(0.5)  # ten lingers, half a poll interval
+        assert runner.claims <= 3
+    finally:
+        held.release_all()
+        runner.stop()
+        await task
+    assert await _all_in(pool, "done", 2)
+
+
 async def _count(pool: asyncpg.Pool, status: str, at_least: int) -> bool:
     return sum(s == status for s in (await _statuses(pool)).values()) >= at_least
 
