@@ -400,18 +400,19 @@ class JobRunner:
                     )
 
 
-def completion(ids_param: str) -> str:
-    """The UPDATE that marks jobs done, for a hot path that completes its jobs inside a larger single
-    statement (a CTE beside its results and outbox rows) instead of calling `complete` in a transaction."""
+def completion(ids_param: int) -> str:
+    """The UPDATE that marks done the jobs whose ids are parameter $ids_param, for a hot path that completes
+    its jobs inside a larger single statement (a CTE beside its results and outbox rows) instead of calling
+    `complete` in a transaction (as `outbox.outbox_insert` numbers its parameters)."""
     return (
         "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, "
-        f"updated_at = now() WHERE id = ANY({ids_param}::bigint[])"
+        f"updated_at = now() WHERE id = ANY(${ids_param}::bigint[])"
     )
 
 
 async def complete(conn: asyncpg.Connection, *done: Job) -> None:
     """Mark jobs done; call inside the handler's transaction, beside its effects and outbox events."""
-    await conn.execute(completion("$1"), [job.id for job in done])
+    await conn.execute(completion(1), [job.id for job in done])
 
 
 def runner_config(settings: JobSettings, queue: str, *, per_group_limit: int) -> RunnerConfig:

@@ -107,7 +107,7 @@ async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult],
                OR EXISTS (SELECT 1 FROM saved s WHERE s.image_id = e.image_id AND s.revision = e.revision)
             RETURNING 1
         ), done AS (
-            {jobs.completion("$15")}
+            {jobs.completion(15)}
         )
         SELECT pg_notify($16, '') WHERE EXISTS (SELECT 1 FROM written)
         """,
