@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 
 from images_api.adapters.media import MediaSigner
+from images_api.adapters.paging import Params
 from writer_images.http import invalid
 
 Ordering = Literal[
@@ -82,12 +83,8 @@ def _escape_like(text: str) -> str:
 
 def _where(account_id: int, f: GroupFilters) -> tuple[str, list[Any]]:
     clauses = ["c.account_id = $1"]
-    params: list[Any] = [account_id]
-
-    def bind(value: Any) -> str:
-        params.append(value)
-        return f"${len(params)}"
-
+    params = Params(account_id)
+    bind = params.bind
     if f.site_id is not None:
         clauses.append(f"c.site_id = {bind(f.site_id)}")
     if f.sector_id is not None:
@@ -107,7 +104,7 @@ def _where(account_id: int, f: GroupFilters) -> tuple[str, list[Any]]:
         if f.image_status:
             inner.append(f"i.status = {bind(f.image_status)}")
         clauses.append(f"EXISTS (SELECT 1 FROM images i WHERE {' AND '.join(inner)})")
-    return " AND ".join(clauses), params
+    return " AND ".join(clauses), params.values
 
 
 def image_view(row: Any, account_id: int, signer: MediaSigner, now: float) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Any
 
 import asyncpg
 
+from images_api.adapters.paging import Params, offset_page
+
 
 async def list_logs(
     conn: asyncpg.Connection,
@@ -19,8 +21,8 @@ async def list_logs(
     page: int,
     page_size: int,
 ) -> dict[str, Any]:
+    params = Params(account_id)
     clauses = ["account_id = $1"]
-    params: list[Any] = [account_id]
     for column, value in (
         ("content_id", content_id),
         ("task_id", task_id),
@@ -28,19 +30,19 @@ async def list_logs(
         ("success", success),
     ):
         if value is not None:
-            params.append(value)
-            clauses.append(f"{column} = ${len(params)}")
-    where = " AND ".join(clauses)
-    count: int = await conn.fetchval(f"SELECT count(*) FROM ai_logs WHERE {where}", *params)
-    rows = await conn.fetch(
-        f"""
-        SELECT id, call_id, task_id, image_id, content_id, function, provider, model, prompt, size, latency_ms,
-               images, input_tokens, output_tokens, estimated_cost_usd, success, error, called_at
-        FROM ai_logs WHERE {where} ORDER BY id DESC LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}
-        """,
-        *params,
-        page_size,
-        (page - 1) * page_size,
+            clauses.append(f"{column} = {params.bind(value)}")
+    count, rows = await offset_page(
+        conn,
+        select="""
+            SELECT id, call_id, task_id, image_id, content_id, function, provider, model, prompt, size,
+                   latency_ms, images, input_tokens, output_tokens, estimated_cost_usd, success, error, called_at
+            FROM ai_logs""",
+        count_from="ai_logs",
+        where=" AND ".join(clauses),
+        order_by="id DESC",
+        params=params,
+        page=page,
+        page_size=page_size,
     )
     results = [
         {**dict(r), "call_id": str(r["call_id"]), "task_id": str(r["task_id"]) if r["task_id"] else None}

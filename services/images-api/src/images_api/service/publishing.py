@@ -11,6 +11,7 @@ from typing import Any, Literal
 import asyncpg
 
 from images_api.adapters.notifier import notify, publication_topic
+from images_api.adapters.paging import Params, offset_page
 from images_api.domain import rules
 from images_api.service.contents import get_content_row
 from writer_images.events import ContentPublishRequested, PublishImage, make_event, utcnow
@@ -264,31 +265,29 @@ async def publication_queue(
 ) -> dict[str, Any]:
     """The account's publications with their content's title and current sync status: newest first, or,
     when a schedule window is given, the scheduled ones in it by the time they go live (the calendar)."""
+    params = Params(account_id)
     clauses = ["p.account_id = $1"]
-    params: list[Any] = [account_id]
     if filters.status is not None:
-        params.append(filters.status)
-        clauses.append(f"p.status = ${len(params)}")
+        clauses.append(f"p.status = {params.bind(filters.status)}")
     scheduled = filters.scheduled_from is not None or filters.scheduled_to is not None
     if scheduled:
         clauses.append("p.publish_at IS NOT NULL")
     for bound, operator in ((filters.scheduled_from, ">="), (filters.scheduled_to, "<")):
         if bound is not None:
-            params.append(bound)
-            clauses.append(f"p.publish_at {operator} ${len(params)}")
-    where = " AND ".join(clauses)
-    order = "p.publish_at, p.id" if scheduled else "p.id DESC"
-    count: int = await conn.fetchval(f"SELECT count(*) FROM publications p WHERE {where}", *params)
-    rows = await conn.fetch(
-        f"""
-        SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
-               p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
-        FROM publications p JOIN contents c ON c.id = p.content_id
-        WHERE {where} ORDER BY {order} LIMIT ${len(params) + 1} OFFSET ${len(params) + 2}
-        """,
-        *params,
-        page_size,
-        (page - 1) * page_size,
+            clauses.append(f"p.publish_at {operator} {params.bind(bound)}")
+    count, rows = await offset_page(
+        conn,
+        # Every publication has its content (a foreign key), so the join keeps the count's rows.
+        select="""
+            SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
+                   p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
+            FROM publications p JOIN contents c ON c.id = p.content_id""",
+        count_from="publications p",
+        where=" AND ".join(clauses),
+        order_by="p.publish_at, p.id" if scheduled else "p.id DESC",
+        params=params,
+        page=page,
+        page_size=page_size,
     )
     return {"count": count, "results": [dict(r) for r in rows], "page": page, "page_size": page_size}
 
