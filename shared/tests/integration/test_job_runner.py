@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -146,49 +147,6 @@ class _HeldJobs:
         self._wake.set()
 
 
-async def test_while_jobs_run_the_runner_claims_again_once_a_quarter_of_its_slots_are_free(
-    jobs_schema: tuple[str, asyncpg.Pool],
-) -> None:
-    schema, pool = jobs_schema
-    held = _HeldJobs(pool)
-    for i in range(12):
-        await _enqueue(pool, schema, f"k{i:02}", group=f"g{i}")
-    async with _running(pool, schema, held.handle, concurrency=8, claim_linger_s=60.0):
-        try:
-            await _until(lambda: _count(pool, "running", 8))
-            await held.finish_one()  # one slot of eight free: not worth a claim yet
-            await asyncio.sleep(0.3)  # six poll intervals
-            assert len(held.started) == 8
-            await held.finish_one()  # two free: one claim takes two
-            await _until(lambda: _count(pool, "running", 8))
-            assert len(held.started) == 10
-        finally:
-            held.release_all()
-        await _until(lambda: _all_in(pool, "done", 12))
-    assert sorted(held.started) == [f"k{i:02}" for i in range(12)]
-
-
-async def test_a_slot_left_free_is_claimed_once_it_has_waited_the_linger(
-    jobs_schema: tuple[str, asyncpg.Pool],
-) -> None:
-    schema, pool = jobs_schema
-    held = _HeldJobs(pool)
-    for i in range(10):
-        await _enqueue(pool, schema, f"k{i:02}", group=f"g{i}")
-    async with _running(pool, schema, held.handle, concurrency=8, claim_linger_s=0.2):
-        try:
-            await _until(lambda: _count(pool, "running", 8))
-            freed_at = asyncio.get_running_loop().time()
-            await held.finish_one()  # one of eight: below a quarter, so it waits the linger, no longer
-            await _until(lambda: _count(pool, "running", 8), timeout_s=2.0)
-            waited = asyncio.get_running_loop().time() - freed_at
-            assert len(held.started) == 9
-            assert waited >= 0.2
-        finally:
-            held.release_all()
-        await _until(lambda: _all_in(pool, "done", 10))
-
-
 class _CountingRunner(JobRunner):
     claims = 0
 
@@ -197,27 +155,64 @@ class _CountingRunner(JobRunner):
         return await super()._claim_and_start()
 
 
+@contextlib.asynccontextmanager
+async def _held_jobs(
+    pool: asyncpg.Pool, schema: str, count: int, *, one_group: bool = False, **config: Any
+) -> AsyncIterator[tuple[_HeldJobs, _CountingRunner]]:
+    """`count` jobs (each in its own group, or all in one) run by a runner until the test lets them finish;
+    on the way out every job is let go and must end done."""
+    held = _HeldJobs(pool)
+    for i in range(count):
+        await _enqueue(pool, schema, f"k{i:02}", group="one-account" if one_group else f"g{i}")
+    config = {"poll_interval_s": 0.05, **config}
+    runner = _CountingRunner(pool, schema, RunnerConfig(queue="q", **config), held.handle, _record_exhausted)
+    task = asyncio.create_task(runner.run())
+    try:
+        yield held, runner
+    finally:
+        held.release_all()
+        await _until(lambda: _all_in(pool, "done", count))
+        runner.stop()
+        await task
+
+
+async def test_while_jobs_run_the_runner_claims_again_once_a_quarter_of_its_slots_are_free(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    async with _held_jobs(pool, schema, 12, concurrency=8, claim_linger_s=60.0) as (held, _):
+        await _until(lambda: _count(pool, "running", 8))
+        await held.finish_one()  # one slot of eight free: not worth a claim yet
+        await asyncio.sleep(0.3)  # six poll intervals
+        assert len(held.started) == 8
+        await held.finish_one()  # two free: one claim takes two
+        await _until(lambda: _count(pool, "running", 8))
+        assert len(held.started) == 10
+    assert sorted(held.started) == [f"k{i:02}" for i in range(12)]
+
+
+async def test_a_slot_left_free_is_claimed_once_it_has_waited_the_linger(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    async with _held_jobs(pool, schema, 10, concurrency=8, claim_linger_s=0.2) as (held, _):
+        await _until(lambda: _count(pool, "running", 8))
+        freed_at = asyncio.get_running_loop().time()
+        await held.finish_one()  # one of eight: below a quarter, so it waits the linger, no longer
+        await _until(lambda: _count(pool, "running", 8), timeout_s=2.0)
+        assert len(held.started) == 9
+        assert asyncio.get_running_loop().time() - freed_at >= 0.2
+
+
 async def test_with_jobs_running_and_nothing_ready_the_runner_waits_instead_of_claiming_again(
     jobs_schema: tuple[str, asyncpg.Pool],
 ) -> None:
     schema, pool = jobs_schema
-    held = _HeldJobs(pool)
-    for i in range(2):
-        await _enqueue(pool, schema, f"k{i}", group="one-account")
-    config = RunnerConfig(
-        queue="q", concurrency=8, per_group_limit=8, poll_interval_s=1.0, claim_linger_s=0.05
-    )
-    runner = _CountingRunner(pool, schema, config, held.handle, _record_exhausted)
-    task = asyncio.create_task(runner.run())
-    try:
+    config = {"concurrency": 8, "per_group_limit": 8, "poll_interval_s": 1.0, "claim_linger_s": 0.05}
+    async with _held_jobs(pool, schema, 2, one_group=True, **config) as (_, runner):
         await _until(lambda: _count(pool, "running", 2))
         await asyncio.sleep(0.5)  # ten lingers, half a poll interval
         assert runner.claims <= 3
-    finally:
-        held.release_all()
-        runner.stop()
-        await task
-    assert await _all_in(pool, "done", 2)
 
 
 async def _count(pool: asyncpg.Pool, status: str, at_least: int) -> bool:
