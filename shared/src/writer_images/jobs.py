@@ -274,37 +274,48 @@ class JobRunner:
         room_needed = self._group_room_needed(free)
         if room_needed is None:
             return 0
-        saturated = [g for g, n in self._groups.items() if config.per_group_limit - n < room_needed]
+        room = {group: config.per_group_limit - n for group, n in self._groups.items()}
+        saturated = [group for group, slots in room.items() if slots < room_needed]
         async with self._pool.acquire() as conn:
+            # Each group gets no more than its room (`nth` within the group), so a claim never takes jobs it
+            # would have to give back; a window of candidates a few times `free` deep lets other groups'
+            # jobs past a busy group's backlog.
             rows = await conn.fetch(
                 """
-                UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $4,
-                       lease_until = now() + make_interval(secs => $5), updated_at = now()
-                WHERE id IN (
-                    SELECT id FROM jobs
+                WITH candidate AS (
+                    SELECT id, group_key, run_after FROM jobs
                     WHERE queue = $1 AND NOT (group_key = ANY($3::text[]))
                       AND ((status = 'ready' AND run_after <= now()) OR (status = 'running' AND lease_until < now()))
-                    ORDER BY run_after, id LIMIT $2 FOR UPDATE SKIP LOCKED
+                    ORDER BY run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED
+                ), chosen AS (
+                    SELECT c.id FROM (
+                        SELECT id, group_key, run_after,
+                               row_number() OVER (PARTITION BY group_key ORDER BY run_after, id) AS nth
+                        FROM candidate
+                    ) c LEFT JOIN unnest($7::text[], $8::int[]) AS room(group_key, slots) USING (group_key)
+                    WHERE c.nth <= coalesce(room.slots, $9)
+                    ORDER BY c.run_after, c.id LIMIT $2
                 )
+                UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $4,
+                       lease_until = now() + make_interval(secs => $5), updated_at = now()
+                WHERE id IN (SELECT id FROM chosen)
                 RETURNING id, queue, dedupe_key, group_key, payload, attempts, created_at
                 """,
-                self._config.queue,
+                config.queue,
                 free,
                 saturated,
                 self._owner,
-                self._config.lease_s,
+                config.lease_s,
+                max(4 * free, 64),
+                list(room),
+                list(room.values()),
+                config.per_group_limit,
             )
-        over_filled: list[int] = []
         for row in rows:
             job = Job(**dict(row))
-            if self._groups[job.group_key] >= config.per_group_limit:
-                over_filled.append(job.id)
-                continue
             self._groups[job.group_key] += 1
             self._running[job.id] = asyncio.create_task(self._run_one(job))
-        if over_filled:
-            await self._release(over_filled)
-        started = len(rows) - len(over_filled)
+        started = len(rows)
         if started or room_needed == 1:
             # Filled, or nothing is claimable at all: wait for a finished job, a NOTIFY or the poll.
             self._free_since = None
@@ -312,18 +323,6 @@ class JobRunner:
             # Groups short of a quarter of their room were passed over: after the linger, one claim takes any.
             self._free_since = asyncio.get_running_loop().time()
         return started
-
-    async def _release(self, job_ids: list[int]) -> None:
-        """Give back, at once and in one statement, the jobs a claim took beyond their group's limit."""
-        async with self._pool.acquire() as conn:
-            await conn.execute(
-                """
-                UPDATE jobs SET status = 'ready', attempts = attempts - 1, lease_owner = NULL
-                WHERE id = ANY($1::bigint[]) AND lease_owner = $2
-                """,
-                job_ids,
-                self._owner,
-            )
 
     async def _run_one(self, job: Job) -> None:
         heartbeat = asyncio.create_task(self._keep_lease(job))

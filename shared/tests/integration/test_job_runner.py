@@ -160,7 +160,7 @@ async def _held_jobs(
     pool: asyncpg.Pool, schema: str, count: int, *, one_group: bool = False, **config: Any
 ) -> AsyncIterator[tuple[_HeldJobs, _CountingRunner]]:
     """`count` jobs (each in its own group, or all in one) run by a runner until the test lets them finish;
-    on the way out every job is let go and must end done."""
+    on the way out every job (these and any the test added) is let go and must end done."""
     held = _HeldJobs(pool)
     for i in range(count):
         await _enqueue(pool, schema, f"k{i:02}", group="one-account" if one_group else f"g{i}")
@@ -171,9 +171,15 @@ async def _held_jobs(
         yield held, runner
     finally:
         held.release_all()
-        await _until(lambda: _all_in(pool, "done", count))
-        runner.stop()
-        await task
+        try:
+            await _until(lambda: _every_job_done(pool))
+        finally:
+            runner.stop()
+            await task
+
+
+async def _every_job_done(pool: asyncpg.Pool) -> bool:
+    return set((await _statuses(pool)).values()) == {"done"}
 
 
 async def test_while_jobs_run_the_runner_claims_again_once_a_quarter_of_its_slots_are_free(
@@ -202,6 +208,22 @@ async def test_a_slot_left_free_is_claimed_once_it_has_waited_the_linger(
         await _until(lambda: _count(pool, "running", 8), timeout_s=2.0)
         assert len(held.started) == 9
         assert asyncio.get_running_loop().time() - freed_at >= 0.2
+
+
+async def test_a_claim_takes_no_more_of_a_group_than_its_room(jobs_schema: tuple[str, asyncpg.Pool]) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "other", group="another-account")
+    async with _held_jobs(pool, schema, 10, one_group=True, concurrency=8, per_group_limit=4) as (held, _):
+        await _until(lambda: _count(pool, "running", 5))
+        await asyncio.sleep(0.2)  # four poll intervals
+        async with pool.acquire() as conn:
+            untouched = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE status = 'ready' AND updated_at = created_at"
+            )
+        # Four of the busy account's ten and the other account's one run; the six waiting were never claimed
+        # and given back (a claim that over-filled a group used to take them and release them again).
+        assert sorted(held.started) == ["k00", "k01", "k02", "k03", "other"]
+        assert untouched == 6
 
 
 async def test_with_jobs_running_and_nothing_ready_the_runner_waits_instead_of_claiming_again(
