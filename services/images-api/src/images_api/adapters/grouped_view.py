@@ -82,9 +82,9 @@ def _escape_like(text: str) -> str:
 
 
 def _where(account_id: int, f: GroupFilters) -> tuple[str, list[Any]]:
-    clauses = ["c.account_id = $1"]
-    params = Params(account_id)
+    params = Params()
     bind = params.bind
+    clauses = [f"c.account_id = {bind(account_id)}"]
     if f.site_id is not None:
         clauses.append(f"c.site_id = {bind(f.site_id)}")
     if f.sector_id is not None:

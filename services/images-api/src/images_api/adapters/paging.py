@@ -11,8 +11,8 @@ import asyncpg
 class Params:
     """The values of a statement's numbered parameters ($1, $2, …), bound in the order the SQL is built."""
 
-    def __init__(self, *values: Any) -> None:
-        self.values: list[Any] = list(values)
+    def __init__(self) -> None:
+        self.values: list[Any] = []
 
     def bind(self, value: Any) -> str:
         """Add `value` and return its placeholder."""

@@ -21,8 +21,8 @@ async def list_logs(
     page: int,
     page_size: int,
 ) -> dict[str, Any]:
-    params = Params(account_id)
-    clauses = ["account_id = $1"]
+    params = Params()
+    clauses = [f"account_id = {params.bind(account_id)}"]
     for column, value in (
         ("content_id", content_id),
         ("task_id", task_id),

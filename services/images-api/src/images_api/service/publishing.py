@@ -265,8 +265,8 @@ async def publication_queue(
 ) -> dict[str, Any]:
     """The account's publications with their content's title and current sync status: newest first, or,
     when a schedule window is given, the scheduled ones in it by the time they go live (the calendar)."""
-    params = Params(account_id)
-    clauses = ["p.account_id = $1"]
+    params = Params()
+    clauses = [f"p.account_id = {params.bind(account_id)}"]
     if filters.status is not None:
         clauses.append(f"p.status = {params.bind(filters.status)}")
     scheduled = filters.scheduled_from is not None or filters.scheduled_to is not None
