@@ -62,8 +62,7 @@ from writer_images.events import Envelope, ImageGenerationRequested, RenditionRe
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
 from writer_images.infra.postgres import postgres_server, throwaway_database
-from writer_images.kafka import ensure_topics
-from writer_images.outbox import kafka_producer
+from writer_images.kafka import ensure_topics, kafka_producer
 from writer_images.testing.fake_openai import FakeOpenAI, ok
 from writer_images.testing.processes import ServiceProcess
 from writer_images.topics import IMAGE_GENERATED

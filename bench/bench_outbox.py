@@ -24,8 +24,8 @@ from writer_images.db import create_pool
 from writer_images.inbox import inbox_ddl
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.postgres import postgres_server, throwaway_database
-from writer_images.kafka import ensure_topics
-from writer_images.outbox import Outbox, OutboxRelay, kafka_producer, outbox_ddl
+from writer_images.kafka import ensure_topics, kafka_producer
+from writer_images.outbox import Outbox, OutboxRelay, outbox_ddl
 from writer_images.topics import TopicSpec
 
 N_EVENTS = 10_000

@@ -26,7 +26,7 @@ from writer_images.events import (
     new_event_id,
     utcnow,
 )
-from writer_images.outbox import kafka_producer
+from writer_images.kafka import kafka_producer
 from writer_images.settings import ServiceSettings
 from writer_images.topics import dlq_topic
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
@@ -28,3 +29,17 @@ async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
     return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=False)
+
+
+def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
+    """The one producer configuration: acks from all replicas, small linger to form batches."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        linger_ms=2,
+        max_batch_size=512 * 1024,
+        max_request_size=4 * 1024 * 1024,
+        request_timeout_ms=15_000,
+        enable_idempotence=False,  # tansu lacks it; our consumers are idempotent instead
+    )

@@ -16,14 +16,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError
 
-from writer_images import metrics
+from writer_images import dlq, metrics
 from writer_images.events import OutgoingEvent
 from writer_images.logging import get_logger
 from writer_images.retry import RetryPolicy
+from writer_images.topics import DLQ_SUFFIX, dlq_topic
 
 log = get_logger(__name__)
+
+# What a broker (or the producer, before sending) says of a record itself: sent again, it is refused again.
+# Anything else (the broker away, a leader moving, a timeout) is the system's state and is retried.
+_UNSENDABLE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
 
 
 def outbox_ddl() -> str:
@@ -97,20 +104,6 @@ class Outbox:
         )
 
 
-def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
-    """The one producer configuration: acks from all replicas, small linger to form batches."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        linger_ms=2,
-        max_batch_size=512 * 1024,
-        max_request_size=4 * 1024 * 1024,
-        request_timeout_ms=15_000,
-        enable_idempotence=False,  # tansu lacks it; our consumers are idempotent instead
-    )
-
-
 class OutboxRelay:
     """Publishes outbox rows to Kafka in batches; woken by LISTEN/NOTIFY, polls as a fallback."""
 
@@ -136,6 +129,9 @@ class OutboxRelay:
         self._linger_s = linger_s
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
+        # Rows left to relay one at a time: a broker refuses a partition's whole batch for one record that
+        # is too large, so the record is found by sending alone the rows of the batch it was in.
+        self._alone = 0
 
     async def run(self) -> None:
         """Relay until `stop()`; broker or database outages are waited out with backoff."""
@@ -152,7 +148,7 @@ class OutboxRelay:
                     log.warning("outbox relay failed, backing off", error=repr(exc), delay_s=round(delay, 2))
                     await self._sleep(delay)
                     continue
-                if sent < self._batch_size:
+                if sent < self._batch_size and not self._alone:
                     await self._wait_for_work()
                     if self._linger_s > 0:
                         await self._sleep(self._linger_s)
@@ -169,7 +165,17 @@ class OutboxRelay:
         """Send one batch; returns how many rows left the outbox.
 
         The batch is deleted and returned by one statement, and sent before that transaction commits: a
-        failed send (or a crash) rolls the delete back and the rows are sent again (at least once)."""
+        failed send (or a crash) rolls the delete back and the rows are sent again (at least once). A row the
+        broker can never take (too large) must not hold back every row behind it: it leaves the outbox as a
+        dead letter on its topic's DLQ, with its reason."""
+        try:
+            return await self._relay_batch(1 if self._alone else self._batch_size)
+        except _BatchRefusedError as refused:
+            self._alone = refused.rows
+            log.warning("outbox batch refused by the broker; relaying it row by row", rows=refused.rows)
+            return 0
+
+    async def _relay_batch(self, limit: int) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             deleted = await conn.fetch(
                 """
@@ -178,28 +184,72 @@ class OutboxRelay:
                 )
                 RETURNING id, event_id, event_type, topic, key, value, correlation_id
                 """,
-                self._batch_size,
+                limit,
             )
             if not deleted:
                 metrics.OUTBOX_BACKLOG.labels(self._schema).set(0)
+                self._alone = 0
                 return 0
             rows = sorted(deleted, key=lambda row: row["id"])  # RETURNING has no order; a key's events do
-            pending = [
-                await self._producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"].encode(),
-                    headers=[
-                        ("event_type", row["event_type"].encode()),
-                        ("event_id", str(row["event_id"]).encode()),
-                        ("correlation_id", row["correlation_id"].encode()),
-                    ],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*pending)
-        metrics.OUTBOX_RELAYED.labels(self._schema).inc(len(rows))
+            refused = await self._send(rows)
+            if refused and len(rows) > 1:
+                # Which row was refused is unknown when the broker refuses a batch: roll back, then send
+                # these rows one at a time.
+                raise _BatchRefusedError(len(rows))
+            for row, error in refused:
+                await self._dead_letter(row, error)
+        self._alone = max(0, self._alone - 1)
+        metrics.OUTBOX_RELAYED.labels(self._schema).inc(len(rows) - len(refused))
         return len(rows)
+
+    async def _send(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, Exception]]:
+        """Send every row and wait for every acknowledgement; returns the rows refused for what they are.
+        Any other failure raises (the transaction rolls back: nothing leaves the outbox)."""
+        pending: list[asyncio.Future[object]] = []
+        for row in rows:
+            try:
+                pending.append(
+                    await self._producer.send(
+                        row["topic"],
+                        value=row["value"],
+                        key=row["key"].encode(),
+                        headers=[
+                            ("event_type", row["event_type"].encode()),
+                            ("event_id", str(row["event_id"]).encode()),
+                            ("correlation_id", row["correlation_id"].encode()),
+                        ],
+                    )
+                )
+            except _UNSENDABLE as exc:  # refused by the producer itself, before sending
+                pending.append(_failed(exc))
+        outcomes = await asyncio.gather(*pending, return_exceptions=True)
+        refused = []
+        for row, outcome in zip(rows, outcomes, strict=True):
+            if isinstance(outcome, _UNSENDABLE):
+                refused.append((row, outcome))
+            elif isinstance(outcome, BaseException):
+                raise outcome
+        return refused
+
+    async def _dead_letter(self, row: asyncpg.Record, error: Exception) -> None:
+        """A summary of the refused event (the event itself would be refused again) to its topic's DLQ,
+        acknowledged before the row's deletion commits; a refused dead letter's summary goes to its own topic."""
+        value: bytes = row["value"]
+        reason = f"the broker cannot take this event ({len(value):,} bytes): {error!r}"[:2000]
+        summary = {"event_id": str(row["event_id"]), "event_type": row["event_type"], "bytes": len(value)}
+        body = dlq.letter(
+            reason=reason,
+            attempts=1,
+            group_id=f"outbox:{self._schema}",
+            topic=row["topic"],
+            key=row["key"],
+            original=summary,
+            original_encoding="summary",
+        )
+        dead_topic = row["topic"] if row["topic"].endswith(DLQ_SUFFIX) else dlq_topic(row["topic"])
+        await (await self._producer.send(dead_topic, value=orjson.dumps(body), key=row["key"].encode()))
+        metrics.EVENTS_DEAD_LETTERED.labels(f"outbox:{self._schema}", row["topic"]).inc()
+        log.error("outbox event dead-lettered", reason=reason, topic=row["topic"], **summary)
 
     async def backlog(self) -> int:
         async with self._pool.acquire() as conn:
@@ -231,6 +281,18 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+class _BatchRefusedError(Exception):
+    def __init__(self, rows: int) -> None:
+        super().__init__(f"the broker refused a batch of {rows} rows")
+        self.rows = rows
+
+
+def _failed(error: Exception) -> asyncio.Future[object]:
+    future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
 
 
 class _ReleasingConnection:

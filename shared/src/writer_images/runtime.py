@@ -25,9 +25,9 @@ from faststream.kafka import KafkaBroker
 from writer_images import db
 from writer_images.blobstore import FilesystemBlobStore
 from writer_images.http import metrics_response
-from writer_images.kafka import ensure_topics, make_broker
+from writer_images.kafka import ensure_topics, kafka_producer, make_broker
 from writer_images.logging import configure_logging, get_logger
-from writer_images.outbox import Outbox, OutboxRelay, kafka_producer
+from writer_images.outbox import Outbox, OutboxRelay
 from writer_images.settings import ServiceSettings
 
 log = get_logger(__name__)

@@ -9,8 +9,8 @@ import asyncpg
 
 from writer_images import events
 from writer_images.consumer import ConsumerConfig, EventConsumer, IncomingEvent
-from writer_images.kafka import make_broker
-from writer_images.outbox import Outbox, OutboxRelay, kafka_producer
+from writer_images.kafka import kafka_producer, make_broker
+from writer_images.outbox import Outbox, OutboxRelay
 from writer_images.testing.examples import EXAMPLES, example
 
 

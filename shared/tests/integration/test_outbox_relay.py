@@ -10,21 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.structs import ConsumerRecord
 
 from writer_images import events, topics
 from writer_images.events import decode_envelope, make_event
-from writer_images.outbox import Outbox, OutboxRelay, kafka_producer
+from writer_images.kafka import kafka_producer
+from writer_images.outbox import Outbox, OutboxRelay
 from writer_images.testing.kafka_tools import collect
 from writer_images.testing.processes import ServiceProcess
 
 
-def _site_event(correlation_id: str, site_id: int = 1) -> events.OutgoingEvent:
+def _site_event(correlation_id: str, site_id: int = 1, name: str = "Blog") -> events.OutgoingEvent:
     payload = events.SiteChanged(
         site_id=site_id,
         site_key=f"k{site_id}",
-        name="Blog",
+        name=name,
         base_url="https://blog.example",
         username="bot",
         application_password_encrypted="x",
@@ -112,6 +116,98 @@ async def test_a_batch_that_could_not_be_sent_stays_in_the_outbox(
 
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM outbox") == 3
+
+
+async def test_an_event_the_broker_cannot_take_is_dead_lettered_and_the_rows_behind_it_still_go(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    before, too_large, after = (
+        _site_event(correlation, site_id=31),
+        _site_event(correlation, site_id=32, name="x" * 40_000),
+        _site_event(correlation, site_id=33),
+    )
+    for event in (before, too_large, after):
+        await _write(pool, schema, [event])
+    # A producer that takes at most 20 KB per record stands for a broker with a small message.max.bytes.
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, max_request_size=20_000, enable_idempotence=False, acks="all"
+    )
+    await producer.start()
+    try:
+        relay = OutboxRelay(pool, schema, producer)
+        while await relay.backlog():
+            await relay.relay_once()
+    finally:
+        await producer.stop()
+
+    delivered = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 2
+    )
+    assert {decode_envelope(r.value)[0].event_id for r in delivered} == {before.event_id, after.event_id}
+    letters = await collect(
+        kafka_bootstrap,
+        [topics.dlq_topic(topics.SITE_CHANGED)],
+        keep=lambda r: str(too_large.event_id).encode() in r.value,
+        until=lambda r: len(r) >= 1,
+    )
+    letter = orjson.loads(letters[0].value)
+    assert "MessageSizeTooLargeError" in letter["reason"]
+    assert letter["original"]["bytes"] == len(too_large.value)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+class _RefusesBatchesWithALargeRecord:
+    """A producer standing for a broker that refuses a partition's whole batch when one record in it is larger
+    than its limit: every record sent in the same pass fails with it."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._pass: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self.delivered: list[tuple[str, bytes]] = []
+
+    async def send(self, topic: str, *, value: bytes, **_: object) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._pass:
+            asyncio.get_running_loop().call_soon(self._answer_pass)
+        self._pass.append((topic, value, future))
+        return future
+
+    def _answer_pass(self) -> None:
+        sent, self._pass = self._pass, []
+        refused = any(len(value) > self._limit for _, value, _ in sent)
+        for topic, value, future in sent:
+            if refused:
+                future.set_exception(MessageSizeTooLargeError())
+            else:
+                self.delivered.append((topic, value))
+                future.set_result(None)
+
+
+async def test_a_batch_refused_for_one_record_is_relayed_row_by_row_then_in_batches_again(
+    service_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    fine = [_site_event(correlation, site_id=i) for i in range(4)]
+    too_large = _site_event(correlation, site_id=9, name="x" * 5_000)
+    await _write(pool, schema, [fine[0], fine[1], too_large, fine[2], fine[3]])
+    producer = _RefusesBatchesWithALargeRecord(limit=4_000)
+    relay = OutboxRelay(pool, schema, producer)  # type: ignore[arg-type]
+
+    assert await relay.relay_once() == 0  # refused as a batch: rolled back
+    while await relay.relay_once():
+        pass
+
+    main = [orjson.loads(v)["event_id"] for t, v in producer.delivered if t == topics.SITE_CHANGED]
+    dead = [orjson.loads(v) for t, v in producer.delivered if t == topics.dlq_topic(topics.SITE_CHANGED)]
+    assert main == [str(e.event_id) for e in fine]
+    assert [d["original"]["event_id"] for d in dead] == [str(too_large.event_id)]
+    more = [_site_event(correlation, site_id=i) for i in range(10, 15)]
+    await _write(pool, schema, more)
+    assert await relay.relay_once() == 5  # back to batches
 
 
 async def test_rolled_back_transaction_emits_nothing(

@@ -9,7 +9,8 @@ import asyncio
 import sys
 
 from writer_images.db import create_pool
-from writer_images.outbox import OutboxRelay, kafka_producer
+from writer_images.kafka import kafka_producer
+from writer_images.outbox import OutboxRelay
 
 
 async def main(dsn: str, schema: str, bootstrap: str, batch_size: int) -> None:
