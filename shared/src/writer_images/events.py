@@ -331,14 +331,32 @@ def make_event(
         causation_id=causation_id,
         payload=payload.model_dump(mode="json"),
     )
+    value = encode_envelope(envelope)
+    if len(value) > MAX_EVENT_BYTES:
+        raise EventTooLargeError(contract.event_type, len(value))
     return OutgoingEvent(
         event_id=envelope.event_id,
         type=contract.event_type,
         topic=contract.topic,
         key=contract.key(payload),
-        value=encode_envelope(envelope),
+        value=value,
         correlation_id=correlation_id,
     )
+
+
+# A Kafka broker refuses a record larger than its `message.max.bytes` (Apache Kafka's default: 1,048,588
+# bytes, the record batch's overhead included). An event is refused when it is written, where the caller can
+# still answer its user, rather than found unsendable by the outbox relay later.
+MAX_EVENT_BYTES = 1_000_000
+
+
+class EventTooLargeError(ValueError):
+    """The event's envelope is larger than a broker takes (`MAX_EVENT_BYTES`)."""
+
+    def __init__(self, event_type: str, size: int) -> None:
+        super().__init__(f"{event_type} would be {size:,} bytes; an event may be at most {MAX_EVENT_BYTES:,}")
+        self.event_type = event_type
+        self.size = size
 
 
 def encode_envelope(envelope: Envelope) -> bytes:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from writer_images import metrics
+from writer_images.events import EventTooLargeError
 from writer_images.logging import bind_context, get_logger
 
 log = get_logger(__name__)
@@ -122,6 +123,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AppError)
     async def _app_error(_: Request, exc: AppError) -> JSONResponse:
         return problem_response(exc.status_code, exc.message, exc.errors, exc.headers)
+
+    @app.exception_handler(EventTooLargeError)
+    async def _event_too_large(_: Request, exc: EventTooLargeError) -> JSONResponse:
+        # What the request asked for would be an event no broker takes (a huge article to publish): the
+        # request is too large for the system, whatever its own byte count.
+        return problem_response(413, f"Too large to process: {exc}")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

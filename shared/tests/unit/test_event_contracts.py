@@ -37,6 +37,17 @@ def test_content_events_are_keyed_by_content_and_site_events_by_site() -> None:
     assert (generated.key, site.key) == ("42", "3")
 
 
+def test_an_event_larger_than_a_broker_takes_is_refused_when_it_is_made() -> None:
+    example = EXAMPLES[events.ContentPublishRequested]
+    fits = example | {"html": "é" * ((events.MAX_EVENT_BYTES - 10_000) // 2)}  # two bytes per character
+    too_large = example | {"html": "é" * (events.MAX_EVENT_BYTES // 2)}
+
+    made = make_event(events.ContentPublishRequested.model_validate(fits), account_id=1, correlation_id="c")
+    with pytest.raises(events.EventTooLargeError, match=r"content\.publish\.requested would be"):
+        make_event(events.ContentPublishRequested.model_validate(too_large), account_id=1, correlation_id="c")
+    assert len(made.value) <= events.MAX_EVENT_BYTES
+
+
 def test_event_ids_are_time_ordered() -> None:
     ids = [events.new_event_id() for _ in range(50)]
     assert ids == sorted(ids)

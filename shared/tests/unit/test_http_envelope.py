@@ -4,6 +4,7 @@ import httpx
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
+from writer_images.events import EventTooLargeError
 from writer_images.http import AppError, Ok, install, ok
 
 
@@ -27,6 +28,10 @@ def _app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
+
+    @app.post("/huge")
+    async def huge() -> None:
+        raise EventTooLargeError("content.publish.requested", 3_000_000)
 
     return app
 
@@ -70,6 +75,13 @@ async def test_unknown_routes_and_bad_path_params_use_the_envelope() -> None:
         bad = await client.get("/things/not-a-number")
     assert (missing.status_code, missing.json()["success"]) == (404, False)
     assert (bad.status_code, list(bad.json()["errors"])) == (422, ["thing_id"])
+
+
+async def test_a_request_that_would_make_an_event_too_large_for_the_broker_is_413() -> None:
+    async with await _client() as client:
+        response = await client.post("/huge")
+    assert response.status_code == 413
+    assert response.json()["error"].startswith("Too large to process: content.publish.requested would be")
 
 
 async def test_unexpected_errors_are_500_without_internals() -> None:
