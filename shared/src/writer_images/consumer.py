@@ -84,6 +84,10 @@ def is_infrastructure_error(exc: BaseException) -> bool:
     return isinstance(exc, _INFRASTRUCTURE_ERRORS)
 
 
+_KAFKA_DEFAULT_MAX_POLL_INTERVAL_S = 300.0
+_HANDLING_ALLOWANCE_S = 1.0  # per message and attempt, for the handler's own work
+
+
 @dataclass(frozen=True)
 class ConsumerConfig:
     group_id: str
@@ -92,6 +96,15 @@ class ConsumerConfig:
     fetch_max_wait_ms: int = 500
     max_records: int = 200
     retry: RetryPolicy = RetryPolicy(max_attempts=5, base_s=0.2, max_s=30.0)  # noqa: RUF009 - frozen value
+
+    def max_poll_interval_ms(self) -> int:
+        """How long a batch may take before the broker gives its partitions to another member. A batch whose
+        every message fails is handled message by message, each retried with backoff until it is dead-lettered:
+        with Kafka's default five minutes, 200 such messages took longer, the consumer was thrown out of its
+        group mid-batch, and the batch came back to be retried again, dead letters and all, for ever."""
+        backoff_s = sum(self.retry.longest_delay(attempt) for attempt in range(1, self.retry.max_attempts))
+        worst_s = self.max_records * (backoff_s + _HANDLING_ALLOWANCE_S)
+        return int(max(_KAFKA_DEFAULT_MAX_POLL_INTERVAL_S, worst_s) * 1000)
 
 
 class DeadLetters:
@@ -177,6 +190,7 @@ class EventConsumer:
             session_timeout_ms=self._config.session_timeout_ms,
             heartbeat_interval_ms=self._config.heartbeat_interval_ms,
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
+            max_poll_interval_ms=self._config.max_poll_interval_ms(),
         )
         subscriber(self.on_batch)
 

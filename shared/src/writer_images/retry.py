@@ -17,11 +17,15 @@ class RetryPolicy:
 
         A server's Retry-After wins when it asks for longer than our own backoff would wait.
         """
-        ceiling = min(self.max_s, self.base_s * 2 ** max(0, attempt - 1))
+        ceiling = self.longest_delay(attempt)
         backoff = random.uniform(ceiling / 2, ceiling)
         if retry_after_s is not None:
             return max(backoff, min(retry_after_s, self.max_s * 10))
         return backoff
+
+    def longest_delay(self, attempt: int) -> float:
+        """The most our own backoff waits after attempt `attempt` (the jitter draws up to it)."""
+        return min(self.max_s, self.base_s * 2.0 ** max(0, attempt - 1))
 
     def exhausted(self, attempt: int) -> bool:
         return attempt >= self.max_attempts
