@@ -4,8 +4,10 @@ Invariant: a row leaves the table only after the broker acknowledged it. The rel
 with `FOR UPDATE SKIP LOCKED` inside a transaction, sends the whole batch, waits for every
 acknowledgement, then deletes the rows and commits. If the process dies at any line the
 transaction rolls back with the connection, the rows stay, and the next relay sends them again
-(duplicates are absorbed by every consumer's inbox). Several relays can run: SKIP LOCKED gives
-each a disjoint batch. See docs/adr/0002-own-outbox-relay.md for why this is not faststream-outbox.
+(duplicates are absorbed by every consumer's inbox). Several relays can run (one per instance of
+a service): one sends at a time, under an advisory lock per schema, so that an aggregate's events
+leave in the order they were written. See docs/adr/0002-own-outbox-relay.md for why this is not
+faststream-outbox.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from writer_images.topics import DLQ_SUFFIX, dlq_topic
 
 log = get_logger(__name__)
 
+_RELAY_LOCK_CLASS = 0x4F55_5442  # "OUTB": advisory-lock class of the relays, one lock per schema
+_STAND_BY_S = 0.05
 # What a broker (or the producer, before sending) says of a record itself: sent again, it is refused again.
 # Anything else (the broker away, a leader moving, a timeout) is the system's state and is retried.
 _UNSENDABLE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
@@ -132,6 +136,8 @@ class OutboxRelay:
         # Rows left to relay one at a time: a broker refuses a partition's whole batch for one record that
         # is too large, so the record is found by sending alone the rows of the batch it was in.
         self._alone = 0
+        # Another relay of this schema was sending: look again soon (what woke this relay may be news to it).
+        self._standing_by = False
 
     async def run(self) -> None:
         """Relay until `stop()`; broker or database outages are waited out with backoff."""
@@ -148,7 +154,9 @@ class OutboxRelay:
                     log.warning("outbox relay failed, backing off", error=repr(exc), delay_s=round(delay, 2))
                     await self._sleep(delay)
                     continue
-                if sent < self._batch_size and not self._alone:
+                if self._standing_by:
+                    await self._sleep(_STAND_BY_S)
+                elif sent < self._batch_size and not self._alone:
                     await self._wait_for_work()
                     if self._linger_s > 0:
                         await self._sleep(self._linger_s)
@@ -177,6 +185,13 @@ class OutboxRelay:
 
     async def _relay_batch(self, limit: int) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
+            # One relay of a schema at a time (the others stand by): two relays sending disjoint batches at
+            # once would let an aggregate's later event overtake its earlier one.
+            self._standing_by = not await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _RELAY_LOCK_CLASS, self._schema
+            )
+            if self._standing_by:
+                return 0
             deleted = await conn.fetch(
                 """
                 DELETE FROM outbox WHERE id IN (

@@ -261,12 +261,12 @@ async def test_relay_wakes_on_commit_via_notify(
         await producer.stop()
 
 
-async def test_two_relays_together_never_publish_the_same_row_twice(
+async def test_two_relays_together_publish_every_row_once_and_each_key_in_written_order(
     service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
 ) -> None:
     schema, pool = service_schema
     correlation = f"c-{uuid.uuid4()}"
-    outgoing = [_site_event(correlation, site_id=i) for i in range(3000)]
+    outgoing = [_site_event(correlation, site_id=i % 7) for i in range(3000)]
     for start in range(0, len(outgoing), 500):
         await _write(pool, schema, outgoing[start : start + 500])
     producers = [kafka_producer(kafka_bootstrap, client_id=f"t{i}") for i in range(2)]
@@ -289,6 +289,9 @@ async def test_two_relays_together_never_publish_the_same_row_twice(
     ids = Counter(decode_envelope(r.value)[0].event_id for r in received)
     assert set(ids) == {e.event_id for e in outgoing}
     assert max(ids.values()) == 1
+    for key in {e.key for e in outgoing}:
+        arrived = [decode_envelope(r.value)[0].event_id for r in received if r.key == key.encode()]
+        assert arrived == [e.event_id for e in outgoing if e.key == key]
 
 
 @pytest.mark.slow
