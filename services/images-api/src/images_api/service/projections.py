@@ -2,11 +2,14 @@
 
 Each handler runs inside the consumer's transaction that also records the event in the inbox, so a
 redelivered event changes nothing. Results for an image revision older than the current one are
-ignored (the prompt changed since), but still close their task item.
+ignored (the prompt changed since), but still close their task item; a result reaches only an image
+still waiting for it. A WordPress change reaches only the content whose post it is, on its site, and an
+older one than the content has seen changes nothing.
 """
 
 from __future__ import annotations
 
+import html
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -106,6 +109,9 @@ async def on_generated(conn: asyncpg.Connection, batch: Sequence[IncomingEvent])
             AS p(image_id, revision, account_id, blob_key, sha256, content_type, renditions, provider, model,
                  revised_prompt)
         WHERE i.id = p.image_id AND i.revision = p.revision AND i.account_id = p.account_id
+          -- Only an image still waiting for its result: the generator answers a re-request of a revision it
+          -- already made with the stored result, which must not undo a status set by hand since.
+          AND i.status IN ('queued', 'generating')
         """,
         [p.image_id for p in generated],
         [p.revision for p in generated],
@@ -217,7 +223,7 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         """
         UPDATE publications SET status = 'published', external_id = $3, external_url = $4, reason = NULL,
                                 finished_at = now()
-        WHERE id = $1 AND account_id = $2 RETURNING publication_key
+        WHERE id = $1 AND account_id = $2 RETURNING publication_key, request->>'title' AS title
         """,
         p.publication_id,
         account_id,
@@ -227,7 +233,8 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
     await conn.execute(
         """
         UPDATE contents SET external_id = $3, external_url = $4, sync_status = $5, wp_status = $6,
-                            publication_key = coalesce($7, publication_key), updated_at = now()
+                            publication_key = coalesce($7, publication_key), wp_title = coalesce($8, wp_title),
+                            updated_at = now()
         WHERE id = $1 AND account_id = $2
         """,
         p.content_id,
@@ -237,6 +244,8 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         p.sync_status,
         p.wp_status,
         publication["publication_key"] if publication else None,
+        # The post now has the title we sent: WordPress reporting it back is no edit made there.
+        publication["title"] if publication else None,
     )
     await notify(conn, publication_topic(p.publication_id))
 
@@ -268,19 +277,39 @@ async def on_content_publish_failed(conn: asyncpg.Connection, event: IncomingEve
     await notify(conn, publication_topic(p.publication_id))
 
 
+def _plain_title(title: str | None) -> str | None:
+    """A WordPress title as the text it shows, or None when it has none to show.
+
+    WordPress keeps a title as HTML: kses stores "&" as "&amp;" for users without `unfiltered_html`, and a
+    rendered title (the REST fallback when the raw one is not given) is texturized ("&#8217;"). Our titles
+    are plain text. Tags are left alone: our own titles may contain "<" and come back as they were sent.
+    """
+    if title is None:
+        return None
+    return html.unescape(title).strip() or None  # an empty title in WordPress leaves ours: we need one
+
+
 async def on_wordpress_post_changed(conn: asyncpg.Connection, event: IncomingEvent) -> None:
     p = event.payload
     assert isinstance(p, events.WordPressPostChanged)
     sync_status = rules.sync_status_for(p.wp_status)
     not_public = not rules.keeps_public_url(sync_status)
-    await conn.execute(
+    matched = await conn.fetchval(
         """
         UPDATE contents SET wp_status = $4, sync_status = $5,
                external_url = CASE WHEN $6 THEN NULL ELSE coalesce($7, external_url) END,
+               -- Every event carries the post's title: only one that differs from the title the post last
+               -- had is an edit made in WordPress; a rename made here and not yet published stays.
+               title = CASE WHEN $10::text IS DISTINCT FROM wp_title THEN coalesce($10, title) ELSE title END,
+               wp_title = coalesce($10, wp_title),
                external_id = $3, wp_modified_at = coalesce($8, wp_modified_at), updated_at = now()
-        WHERE account_id = $1
-          AND ((publication_key IS NOT NULL AND publication_key = $2) OR (site_id = $9 AND external_id = $3))
+        WHERE account_id = $1 AND site_id = $9
+          -- Our post, or a post with our key while we do not know our post's id yet (its publication's
+          -- result is still on its way). Any other post with our key is a copy (duplicating plugins copy
+          -- its meta) and must not take the content over.
+          AND (external_id = $3 OR (external_id IS NULL AND publication_key = $2))
           AND (wp_modified_at IS NULL OR $8::timestamptz IS NULL OR wp_modified_at <= $8)
+        RETURNING id
         """,
         event.envelope.account_id,
         p.publication_key,
@@ -291,6 +320,32 @@ async def on_wordpress_post_changed(conn: asyncpg.Connection, event: IncomingEve
         p.link,
         p.modified_gmt,
         p.site_id,
+        _plain_title(p.title),
+    )
+    if matched is None and p.publication_key is not None:
+        await _log_foreign_post_with_our_key(conn, event.envelope.account_id, p)
+
+
+async def _log_foreign_post_with_our_key(
+    conn: asyncpg.Connection, account_id: int, p: events.WordPressPostChanged
+) -> None:
+    """Tell an operator why a post carrying one of our publication keys changed nothing (an older event for
+    our own post is no news and is not logged)."""
+    content = await conn.fetchrow(
+        "SELECT id, site_id, external_id FROM contents WHERE account_id = $1 AND publication_key = $2",
+        account_id,
+        p.publication_key,
+    )
+    if content is None or (content["site_id"] == p.site_id and content["external_id"] == p.post_id):
+        return
+    log.warning(
+        "wordpress.post.changed ignored: another post carries the content's publication key (a copy?)",
+        content_id=content["id"],
+        content_site_id=content["site_id"],
+        content_post_id=content["external_id"],
+        site_id=p.site_id,
+        post_id=p.post_id,
+        publication_key=p.publication_key,
     )
 
 

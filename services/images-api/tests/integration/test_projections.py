@@ -1,0 +1,315 @@
+"""Projections of other services' events, through the real broker: what WordPress and the generator tell us
+reaches the grouped view, and nothing they say late, twice or about someone else's post overrides it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from images_api.service.demo import render_demo_image
+from images_api.testing import Tenant
+from writer_images import events, topics
+from writer_images.events import make_event, utcnow
+from writer_images.testing.kafka_tools import collect, send_events
+
+# --- WordPress → us ---------------------------------------------------------------------------
+
+
+async def _group(tenant: Tenant, content_id: int) -> dict[str, Any]:
+    page = (await tenant.viewer.get("/v1/writer/images/content_images/", params={"page_size": 100})).json()[
+        "data"
+    ]
+    return next(g for g in page["results"] if g["content_id"] == content_id)
+
+
+async def _until(tenant: Tenant, content_id: int, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The content's group in the grouped view once `done` holds (the consumer works asynchronously)."""
+    for _ in range(200):
+        group = await _group(tenant, content_id)
+        if done(group):
+            return group
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the grouped view never got there: {group}")
+
+
+async def _published(
+    tenant: Tenant, kafka_bootstrap: str, site_id: int, post_id: str, title: str = "A day in Lisbon"
+) -> tuple[dict[str, Any], str]:
+    """A content published through the API as WordPress post `post_id`; the content and its publication key."""
+    content = await tenant.content(site_id=site_id, title=title)
+    async with tenant.app.state.resources.pool.acquire() as conn:
+        await conn.execute(  # what the generator leaves, so that the seed's rule lets it be published
+            """UPDATE images SET status = 'generated', blob_key = 'ab/cd/' || repeat('a', 60) || id || '.jpg',
+                   sha256 = repeat('a', 64), content_type = 'image/jpeg' WHERE content_id = $1""",
+            content["id"],
+        )
+    response = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert response.status_code == 202, response.text
+    publication_id = response.json()["data"]["publication_id"]
+    records = await collect(
+        kafka_bootstrap,
+        [topics.CONTENT_PUBLISH_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["publication_id"] == publication_id,
+        until=lambda kept: len(kept) >= 1,
+    )
+    request = events.decode_envelope(records[0].value)[1]
+    assert isinstance(request, events.ContentPublishRequested)
+    published = events.ContentPublished(
+        publication_id=publication_id,
+        attempt_id=request.attempt_id,
+        content_id=content["id"],
+        site_id=site_id,
+        external_id=post_id,
+        external_url=f"https://blog.example.com/?p={post_id}",
+        wp_status="publish",
+        sync_status="published",
+        featured_media_id=None,
+        media_ids={},
+    )
+    await send_events(
+        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
+    )
+    await _until(tenant, content["id"], lambda g: g["external_id"] == post_id)
+    return content, request.publication_key
+
+
+def _post_changed(
+    tenant: Tenant,
+    site_id: int,
+    post_id: str,
+    *,
+    wp_status: events.WordPressStatus = "publish",
+    modified_gmt: datetime | None = None,
+    title: str | None = None,
+    publication_key: str | None = None,
+) -> events.OutgoingEvent:
+    payload = events.WordPressPostChanged(
+        site_id=site_id,
+        post_id=post_id,
+        wp_status=wp_status,
+        modified_gmt=modified_gmt or utcnow(),
+        link=f"https://blog.example.com/?p={post_id}",
+        title=title,
+        publication_key=publication_key,
+        source="webhook",
+        observed_at=utcnow(),
+    )
+    return make_event(payload, account_id=tenant.account_id, correlation_id="t")
+
+
+async def test_a_title_edited_in_wordpress_shows_in_the_grouped_view_and_an_older_one_never_overwrites_it(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content, key = await _published(tenant, kafka_bootstrap, site["id"], "5678")
+    now = utcnow()
+
+    await send_events(
+        kafka_bootstrap,
+        [
+            _post_changed(
+                tenant, site["id"], "5678", modified_gmt=now, title="Lisbon by tram", publication_key=key
+            ),
+            # an edit made before that one, delivered late (the reconciler catching up)
+            _post_changed(
+                tenant,
+                site["id"],
+                "5678",
+                modified_gmt=now - timedelta(minutes=5),
+                title="Lisbon, a draft title",
+            ),
+            # events of one site are handled in order: once this one shows, the two above were handled
+            _post_changed(
+                tenant, site["id"], "5678", wp_status="draft", modified_gmt=now + timedelta(seconds=1)
+            ),
+        ],
+    )
+    group = await _until(tenant, content["id"], lambda g: g["sync_status"] == "draft")
+
+    assert group["content_title"] == "Lisbon by tram"  # and an event without a title left it alone
+
+
+async def test_a_wordpress_title_is_shown_as_plain_text(tenant: Tenant, kafka_bootstrap: str) -> None:
+    site = await tenant.site()
+    content, _ = await _published(tenant, kafka_bootstrap, site["id"], "5678")
+
+    # WordPress keeps a title as HTML: kses escapes "&" for most roles, and a rendered title is texturized
+    changed = _post_changed(tenant, site["id"], "5678", title="Lisbon&#8217;s trams &amp; past&eacute;is")
+    await send_events(kafka_bootstrap, [changed])
+    group = await _until(tenant, content["id"], lambda g: g["content_title"] != "A day in Lisbon")
+
+    assert group["content_title"] == "Lisbon\u2019s trams & pastéis"
+
+
+async def test_a_title_edited_here_stays_until_the_title_changes_in_wordpress(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content, _ = await _published(tenant, kafka_bootstrap, site["id"], "5678")
+    renamed = await tenant.editor.patch(
+        f"/v1/writer/contents/{content['id']}/", json={"title": "Lisbon, renamed"}
+    )
+    assert renamed.status_code == 200, renamed.text
+    now = utcnow()
+
+    # the post is unpublished in WordPress: its title there is still the one we published
+    await send_events(
+        kafka_bootstrap,
+        [
+            _post_changed(
+                tenant, site["id"], "5678", wp_status="draft", modified_gmt=now, title="A day in Lisbon"
+            )
+        ],
+    )
+    group = await _until(tenant, content["id"], lambda g: g["sync_status"] == "draft")
+    assert group["content_title"] == "Lisbon, renamed"
+
+    retitled = _post_changed(
+        tenant, site["id"], "5678", modified_gmt=now + timedelta(seconds=1), title="Porto"
+    )
+    await send_events(kafka_bootstrap, [retitled])
+    group = await _until(tenant, content["id"], lambda g: g["sync_status"] == "published")
+    assert group["content_title"] == "Porto"
+
+
+async def test_a_copy_of_our_post_carrying_its_publication_key_does_not_take_over_the_content(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content, key = await _published(tenant, kafka_bootstrap, site["id"], "5678")
+    witness, _ = await _published(tenant, kafka_bootstrap, site["id"], "7000", title="A witness")
+
+    await send_events(
+        kafka_bootstrap,
+        [
+            # an editor duplicates our post: the copy is a draft with our meta, the publication key included
+            _post_changed(
+                tenant,
+                site["id"],
+                "9999",
+                wp_status="draft",
+                title="A day in Lisbon (copy)",
+                publication_key=key,
+            ),
+            # events of one site are handled in order: once the witness shows this, the copy's event was handled
+            _post_changed(tenant, site["id"], "7000", wp_status="draft"),
+        ],
+    )
+    await _until(tenant, witness["id"], lambda g: g["sync_status"] == "draft")
+    group = await _group(tenant, content["id"])
+
+    assert (group["external_id"], group["sync_status"], group["content_title"]) == (
+        "5678",
+        "published",
+        "A day in Lisbon",
+    )
+    assert group["external_url"] == "https://blog.example.com/?p=5678"
+
+
+async def test_a_post_on_another_site_never_changes_the_content_even_with_its_publication_key(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    elsewhere = await tenant.site(name="Another blog", base_url="https://other.example.com")
+    content, key = await _published(tenant, kafka_bootstrap, site["id"], "5678")
+    witness, _ = await _published(tenant, kafka_bootstrap, elsewhere["id"], "7000", title="A witness")
+
+    await send_events(
+        kafka_bootstrap,
+        [
+            # the same post id and our key, on another site (a site cloned or migrated with our meta)
+            _post_changed(tenant, elsewhere["id"], "5678", wp_status="trash", publication_key=key),
+            _post_changed(tenant, elsewhere["id"], "7000", wp_status="draft"),
+        ],
+    )
+    await _until(tenant, witness["id"], lambda g: g["sync_status"] == "draft")
+    group = await _group(tenant, content["id"])
+
+    assert (group["external_id"], group["sync_status"]) == ("5678", "published")
+    assert group["external_url"] == "https://blog.example.com/?p=5678"
+
+
+# --- generation results -----------------------------------------------------------------------
+
+
+async def _request(
+    tenant: Tenant, kafka_bootstrap: str, content_id: int, image_id: int
+) -> events.ImageGenerationRequested:
+    started = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": [image_id], "content_id": content_id}
+    )
+    assert started.status_code == 202, started.text
+    task_id = started.json()["data"]["task_id"]
+    records = await collect(
+        kafka_bootstrap,
+        [topics.IMAGE_GENERATION_REQUESTED],
+        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
+        until=lambda kept: len(kept) >= 1,
+    )
+    request = events.decode_envelope(records[0].value)[1]
+    assert isinstance(request, events.ImageGenerationRequested)
+    return request
+
+
+async def _image_status(tenant: Tenant, image_id: int) -> str:
+    status: str = (await tenant.viewer.get(f"/v1/writer/images/{image_id}/")).json()["data"]["status"]
+    return status
+
+
+async def _until_image(tenant: Tenant, image_id: int, status: str) -> None:
+    for _ in range(200):
+        if await _image_status(tenant, image_id) == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"image {image_id} never became {status}")
+
+
+async def test_a_generation_result_delivered_again_never_overrides_the_status_the_user_set(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    blob = await tenant.app.state.resources.blobs.put(render_demo_image(1), extension="jpg")
+    rendition = events.Rendition(
+        name="original",
+        blob_key=blob.key,
+        width=640,
+        height=360,
+        format="jpg",
+        content_type="image/jpeg",
+        bytes=blob.size,
+        sha256=blob.sha256,
+    )
+
+    def generated(request: events.ImageGenerationRequested) -> events.OutgoingEvent:
+        payload = events.ImageGenerated(
+            task_id=request.task_id,
+            image_id=request.image_id,
+            content_id=request.content_id,
+            revision=request.revision,
+            provider="local",
+            model="local-v1",
+            renditions=[rendition],
+        )
+        return make_event(
+            payload, account_id=tenant.account_id, correlation_id="t"
+        )  # a new event id each time
+
+    content = await tenant.content()
+    first_id, second_id = (i["id"] for i in content["images"][:2])
+    first = await _request(tenant, kafka_bootstrap, content["id"], first_id)
+    await send_events(kafka_bootstrap, [generated(first)])
+    await _until_image(tenant, first_id, "generated")
+    marked = await tenant.editor.post(
+        "/v1/writer/images/bulk_update/", json={"content_id": content["id"], "status": "failed"}
+    )
+    assert marked.status_code == 200, marked.text
+    second = await _request(tenant, kafka_bootstrap, content["id"], second_id)
+
+    # the generator answers a sweeper's re-request of a revision it already made with the stored result
+    await send_events(kafka_bootstrap, [generated(first), generated(second)])
+    await _until_image(tenant, second_id, "generated")  # results of one content are handled in order
+
+    assert await _image_status(tenant, first_id) == "failed"
