@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import httpx
 import jwt
+import pytest
 from fastapi import FastAPI
 
+from images_api.adapters.security import verify_password
+from images_api.service import auth
 from images_api.settings import ImagesApiSettings
 from images_api.testing import PASSWORD, Tenant, login
 
@@ -76,6 +80,33 @@ async def test_failed_logins_are_rate_limited_with_retry_after(app: FastAPI, ten
         limited = await client.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
     assert limited.status_code == 429
     assert int(limited.headers["retry-after"]) > 0
+
+
+async def test_concurrent_failed_logins_get_no_more_password_checks_than_the_limit(
+    app: FastAPI, tenant: Tenant, api_settings: ImagesApiSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counting_verify(password_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    # an address of its own: the failures must not count against the other tests' logins
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+
+        async def attempt(password: str) -> int:
+            body = {"email": tenant.owner_email, "password": password}
+            return (await client.post("/v1/auth/login", json=body)).status_code
+
+        codes = await asyncio.gather(*(attempt("wrong") for _ in range(25)))
+        then_right = await attempt(PASSWORD)
+
+    limit = api_settings.login_max_failures_per_email
+    assert sorted(codes) == [401] * limit + [429] * (25 - limit)
+    assert len(checked) == limit
+    assert then_right == 429
 
 
 async def test_viewers_cannot_write_and_editors_cannot_manage_sites(tenant: Tenant) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 from typing import Any
 
 import asyncpg
@@ -190,6 +192,45 @@ async def test_invalid_filters_are_422_per_field(tenant: Tenant) -> None:
     assert set(body["errors"]) == {"overall_status", "ordering"}
     bad_cursor = await tenant.viewer.get(URL, params={"cursor": "nonsense"})
     assert bad_cursor.status_code == 422 and "cursor" in bad_cursor.json()["errors"]
+
+
+def _cursor(ordering: str, value: object, last_id: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps([ordering, value, last_id]).encode()).decode().rstrip("=")
+
+
+async def test_a_hand_made_cursor_postgres_could_not_take_is_422_on_the_cursor(tenant: Tenant) -> None:
+    await tenant.content()
+    forged = [
+        ("content_title", "a\u0000", 1),  # Postgres text carries no NUL
+        ("content_title", "a", 2**63),  # beyond bigint
+        ("content_title", "a", 0),  # never a row id
+        ("content_title", "a", True),
+        ("updated_at", "0001-01-01T00:00:00+14:00", 1),  # before year 1 in UTC
+        ("updated_at", "2020-01-01T00:00:00", 1),  # no offset: not one we handed out
+    ]
+    for ordering, value, last_id in forged:
+        response = await tenant.viewer.get(
+            URL, params={"ordering": ordering, "cursor": _cursor(ordering, value, last_id)}
+        )
+        assert response.status_code == 422, (value, last_id, response.text)
+        assert list(response.json()["errors"]) == ["cursor"]
+    genuine = _cursor("updated_at", "2020-01-01T00:00:00+14:00", 1)
+    assert (
+        await tenant.viewer.get(URL, params={"ordering": "updated_at", "cursor": genuine})
+    ).status_code == 200
+
+
+async def test_search_matches_letters_whatever_their_case_and_wildcards_literally(tenant: Tenant) -> None:
+    for title in ("İstanbul guide", "100% Lisbon", "1000 Lisbon nights"):
+        await tenant.content(title=title)
+
+    async def found(search: str) -> list[str]:
+        return [g["content_title"] for g in (await _page(tenant, search=search))["results"]]
+
+    assert await found("İstanbul") == ["İstanbul guide"]
+    assert await found("İSTANBUL GUİDE") == ["İstanbul guide"]
+    assert await found("100%") == ["100% Lisbon"]
+    assert await found("10_0") == []
 
 
 async def test_cached_pages_stay_per_tenant_and_fresh_after_writes(

@@ -322,3 +322,106 @@ async def test_the_publishing_queue_refuses_a_backwards_or_naive_schedule_window
 
     assert backwards.status_code == 422 and "scheduled_to" in backwards.json()["errors"]
     assert naive.status_code == 422 and naive.json()["success"] is False
+
+
+async def test_a_publish_date_without_a_time_zone_is_422_on_the_field(tenant: Tenant) -> None:
+    site = await tenant.site()
+    content = await _ready_content(tenant, site["id"])
+    naive = "2030-01-01T10:00:00"
+
+    single = await tenant.editor.post(
+        "/v1/publisher/publish/", json={"content_id": content["id"], "publish_at": naive}
+    )
+    batch = await tenant.editor.post(
+        "/v1/publisher/publish/batch/", json={"content_ids": [content["id"]], "publish_at": naive}
+    )
+
+    for response in (single, batch):
+        assert response.status_code == 422, response.text
+        assert list(response.json()["errors"]) == ["publish_at"]
+    history = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")
+    assert history.json()["data"] == []
+
+
+async def _published_on(tenant: Tenant, content_id: int, site_id: int, post_id: str) -> None:
+    """The content as the projections leave it once the post went live on that site."""
+    async with tenant.app.state.resources.pool.acquire() as conn:
+        await conn.execute(
+            """UPDATE contents SET external_id = $2, external_url = $3, sync_status = 'published',
+                   wp_status = 'publish', wp_modified_at = now(), publication_key = $4 WHERE id = $1""",
+            content_id,
+            post_id,
+            f"https://blog.example.com/p{post_id}/",
+            f"wi-{tenant.account_id}-{content_id}-{site_id}",
+        )
+
+
+async def _request_of(tenant: Tenant, publication_id: int) -> dict[str, Any]:
+    async with tenant.app.state.resources.pool.acquire() as conn:
+        request: dict[str, Any] = await conn.fetchval(
+            "SELECT request FROM publications WHERE id = $1", publication_id
+        )
+    return request
+
+
+async def test_content_moved_to_another_site_is_published_there_as_a_new_post(tenant: Tenant) -> None:
+    old_site = await tenant.site(name="Old")
+    new_site = await tenant.site(name="New", base_url="https://other.example.com")
+    content = await _ready_content(tenant, old_site["id"])
+    await _published_on(tenant, content["id"], old_site["id"], "5678")
+
+    moved = await tenant.editor.patch(
+        f"/v1/writer/contents/{content['id']}/", json={"site_id": new_site["id"]}
+    )
+
+    assert moved.status_code == 200, moved.text
+    data = moved.json()["data"]
+    link = ("external_id", "external_url", "sync_status", "wp_status", "publication_key")
+    assert data["site_id"] == new_site["id"] and {k: data[k] for k in link} == dict.fromkeys(link)
+    republish = await tenant.editor.post("/v1/publisher/republish/", json={"content_id": content["id"]})
+    assert republish.status_code == 409 and "never been published" in republish.json()["error"]
+    publish = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+    assert publish.status_code == 202, publish.text
+    request = await _request_of(tenant, publish.json()["data"]["publication_id"])
+    assert (request["site_id"], request["publication_key"], request["known_external_id"]) == (
+        new_site["id"],
+        f"wi-{tenant.account_id}-{content['id']}-{new_site['id']}",
+        None,
+    )
+
+
+async def test_a_post_id_is_sent_only_to_the_site_the_content_was_published_on(tenant: Tenant) -> None:
+    site = await tenant.site(name="Old")
+    other_site = await tenant.site(name="New", base_url="https://other.example.com")
+    same_site = await _ready_content(tenant, site["id"])
+    await _published_on(tenant, same_site["id"], site["id"], "11")
+    # left by a move before moves dropped the link: the id and key of a post on the other site
+    moved_earlier = await _ready_content(tenant, other_site["id"])
+    await _published_on(tenant, moved_earlier["id"], site["id"], "22")
+
+    known = {}
+    for content in (same_site, moved_earlier):
+        response = await tenant.editor.post("/v1/publisher/republish/", json={"content_id": content["id"]})
+        assert response.status_code == 202, response.text
+        request = await _request_of(tenant, response.json()["data"]["publication_id"])
+        known[content["id"]] = request["known_external_id"]
+
+    assert known == {same_site["id"]: "11", moved_earlier["id"]: None}
+
+
+async def test_content_cannot_change_site_while_a_publication_is_in_flight(tenant: Tenant) -> None:
+    site = await tenant.site(name="Old")
+    other_site = await tenant.site(name="New", base_url="https://other.example.com")
+    content = await _ready_content(tenant, site["id"])
+    requested = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
+
+    refused = await tenant.editor.patch(
+        f"/v1/writer/contents/{content['id']}/", json={"site_id": other_site["id"]}
+    )
+    renamed = await tenant.editor.patch(
+        f"/v1/writer/contents/{content['id']}/", json={"site_id": site["id"], "title": "Renamed"}
+    )
+
+    assert refused.status_code == 409, refused.text
+    assert str(requested.json()["data"]["publication_id"]) in refused.json()["errors"]["site_id"][0]
+    assert renamed.status_code == 200 and renamed.json()["data"]["publication_key"] is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 
 import pytest
 
@@ -86,6 +87,34 @@ def test_default_prompts_come_from_the_title_and_the_h2_headings_in_order() -> N
     assert "Food" in slots[2].prompt
     assert "Lisbon" in slots[3].prompt
     assert [s.position for s in slots] == [0, 1, 2, 3]
+
+
+def test_headings_beyond_the_slots_are_not_needed_and_a_long_one_is_cut() -> None:
+    html = "<h2>Section</h2>" * 100_000 + "<h2>" + "word " * 1_000 + "</h2>"
+    assert rules.h2_headings(html, limit=3) == ["Section"] * 3
+    assert len(rules.h2_headings(html)) == rules.MAX_HEADINGS
+    assert [len(h) for h in rules.h2_headings("<h2>" + "x" * 5_000 + "</h2>")] == [rules.MAX_HEADING_CHARS]
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<h2>" * 250_000,  # openings that never close: the shape that was quadratic
+        "<h2 " * 250_000,  # openings that never end
+        "<h2>" + "<" * 999_990 + "</h2>",  # a heading full of tag starts
+        "</h2 " * 200_000,  # closings that never end
+        "<h2>x</h2" + " " * 999_990,  # a closing that never ends, after a long run of spaces
+        "<h2>" + "&#" * 499_995 + "</h2>",  # entity starts
+    ],
+    ids=["unclosed", "unended", "tag-starts", "unended-closings", "spaces", "entities"],
+)
+def test_headings_of_the_largest_body_are_read_in_linear_time(html: str) -> None:
+    """1,000,000 characters (what the schema allows) in a few milliseconds; a scan that went back over the
+    body for each "<h2" (quadratic) needed 6.6 s for 80 kB of these and would need hours here."""
+    assert len(html) >= 999_990
+    started = time.process_time()
+    rules.default_slots("Lisbon", html, 10)
+    assert time.process_time() - started < 1.0
 
 
 def test_publication_key_is_stable() -> None:

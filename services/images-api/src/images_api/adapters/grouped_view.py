@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -65,16 +65,34 @@ def encode_cursor(ordering: str, value: Any, last_id: int) -> str:
 
 
 def decode_cursor(cursor: str, ordering: str) -> tuple[Any, int]:
+    """The keyset position in a cursor, or 422 on "cursor". A cursor is client input: anything Postgres
+    would refuse as a parameter (a NUL, an id beyond bigint, a time outside timestamptz) is refused here."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         cursor_ordering, value, last_id = orjson.loads(raw)
-        if cursor_ordering != ordering or not isinstance(last_id, int) or not isinstance(value, str):
+        if cursor_ordering != ordering or not isinstance(value, str):
             raise ValueError("cursor does not match the ordering")
+        if type(last_id) is not int or not 0 < last_id <= _MAX_BIGINT:
+            raise ValueError("cursor id is not a row id")
         if ordering.lstrip("-") == "updated_at":
-            value = datetime.fromisoformat(value)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+            value = _cursor_time(value)
+        elif "\x00" in value:
+            raise ValueError("text parameters cannot carry NUL")
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise invalid("cursor", "not a cursor from this listing (or the ordering changed)") from None
     return value, last_id
+
+
+_MAX_BIGINT = 2**63 - 1
+
+
+def _cursor_time(value: str) -> datetime:
+    """Cursors carry the offset Postgres gave; converting to UTC is where a date at the edge of the
+    calendar (0001-01-01 at +14:00) overflows, so it fails here rather than in the driver."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError("cursor time has no offset")
+    return moment.astimezone(UTC)
 
 
 def _escape_like(text: str) -> str:
@@ -90,7 +108,9 @@ def _where(account_id: int, f: GroupFilters) -> tuple[str, list[Any]]:
     if f.sector_id is not None:
         clauses.append(f"c.sector_id = {bind(f.sector_id)}")
     if f.search:
-        clauses.append(f"lower(c.title) LIKE '%' || {bind(_escape_like(f.search.lower()))} || '%'")
+        # Both sides lowercased by Postgres: Python lowercases some letters differently ("İ" becomes two
+        # characters), and the title's trigram index is on Postgres's lower(title).
+        clauses.append(f"lower(c.title) LIKE '%' || lower({bind(_escape_like(f.search))}) || '%'")
     if f.overall_status:
         clauses.append(f"c.overall_status = {bind(f.overall_status)}")
     if f.status:

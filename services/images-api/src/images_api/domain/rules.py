@@ -153,14 +153,39 @@ def publication_key(account_id: int, content_id: int, site_id: int) -> str:
     return f"wi-{account_id}-{content_id}-{site_id}"
 
 
-_H2 = re.compile(r"<h2\b[^>]*>(.*?)</h2\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]+>")
+# One forward scan with patterns that cannot run past the next "<" or ">": linear in the HTML. The lazy
+# "<h2[^>]*>(.*?)</h2>" this replaced was retried from every "<h2" of a body without closing tags, which
+# is quadratic (80 kB of "<h2>" held the event loop for 6.6 s; content HTML may be 1,000,000 characters).
+_H2_OPEN = re.compile(r"<h2\b", re.IGNORECASE)
+_H2_CLOSE = re.compile(r"</h2\s*>", re.IGNORECASE)
+_TAG = re.compile(r"<[^<>]*>")
 _SPACE = re.compile(r"\s+")
+# More headings than any account has slots for are never needed (settings allow at most 10), and a
+# heading becomes a prompt that travels in events: as long as a title at most.
+MAX_HEADINGS = 100
+MAX_HEADING_CHARS = 500
 
 
-def h2_headings(html: str) -> list[str]:
-    """The text of each H2 heading, in document order."""
-    return [t for t in (_SPACE.sub(" ", unescape(_TAG.sub("", m))).strip() for m in _H2.findall(html)) if t]
+def h2_headings(html: str, limit: int = MAX_HEADINGS) -> list[str]:
+    """The text of the first `limit` non-empty H2 headings, in document order (each cut to
+    MAX_HEADING_CHARS)."""
+    headings: list[str] = []
+    pos = 0
+    while len(headings) < limit:
+        opening = _H2_OPEN.search(html, pos)
+        if opening is None:
+            break
+        body_start = html.find(">", opening.end()) + 1
+        if body_start == 0:
+            break  # no tag after this one is closed either
+        closing = _H2_CLOSE.search(html, body_start)
+        if closing is None:
+            break  # nor does any later heading have a closing tag
+        text = _SPACE.sub(" ", unescape(_TAG.sub("", html[body_start : closing.start()]))).strip()
+        if text:
+            headings.append(text[:MAX_HEADING_CHARS].rstrip())
+        pos = closing.end()
+    return headings
 
 
 @dataclass(frozen=True)
@@ -181,7 +206,7 @@ def default_slots(title: str, html: str, in_article: int) -> list[ImageSlot]:
     (the title stands in when there are fewer headings than slots)."""
     featured = f"Featured image for an article titled: {title}"
     slots = [ImageSlot("featured", 0, featured, alt_text_from_prompt(title))]
-    headings = h2_headings(html)
+    headings = h2_headings(html, limit=in_article)
     for i in range(in_article):
         subject = headings[i] if i < len(headings) else f"{title} (illustration {i + 1})"
         prompt = f"Illustration for the section: {subject}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -92,25 +93,46 @@ async def login(
     pool: asyncpg.Pool, email: str, password: str, ip: str, settings: ImagesApiSettings
 ) -> TokenPair:
     async with pool.acquire() as conn:
+        attempt_id, user = await _admit_attempt(conn, email, ip, settings)
+    # argon2 takes tens of milliseconds of CPU: off the event loop, and with no connection held
+    ok = await asyncio.to_thread(verify_password, user["password_hash"] if user else None, password)
+    if not ok or user is None:
+        log.info("login failed", ip=ip)
+        raise unauthorized("Invalid email or password")
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("UPDATE login_attempts SET succeeded = true WHERE id = $1", attempt_id)
+        principal = Principal(user["id"], user["account_id"], user["role"])
+        return await _issue_pair(conn, principal, uuid.uuid4(), settings)
+
+
+# Advisory-lock classes (the first key of the two-key form), apart from every other lock in the database.
+_EMAIL_LOCK = 0x4C47_4E45  # "LGNE"
+_IP_LOCK = 0x4C47_4E49  # "LGNI"
+
+
+async def _admit_attempt(
+    conn: asyncpg.Connection, email: str, ip: str, settings: ImagesApiSettings
+) -> tuple[int, asyncpg.Record | None]:
+    """Record the attempt as failed, before its password is checked, or refuse it (429); returns the
+    attempt's id and the user. Checking the count and recording the attempt hold the email's and the
+    IP's locks, so concurrent attempts each count the others: at most the limit reach the password check
+    in a window. A refused attempt is not recorded (it does not extend the lockout)."""
+    async with conn.transaction():
+        # always email then IP: every login takes them in the same order, so they cannot deadlock
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext(lower($2)))", _EMAIL_LOCK, email)
+        await conn.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", _IP_LOCK, ip)
         wait_s = await _seconds_until_allowed(conn, email, ip, settings)
         if wait_s is not None:
             raise AppError(
                 429, "Too many failed login attempts; try again later", headers={"Retry-After": str(wait_s)}
             )
+        attempt_id: int = await conn.fetchval(
+            "INSERT INTO login_attempts (email, ip, succeeded) VALUES ($1, $2, false) RETURNING id", email, ip
+        )
         user = await conn.fetchrow(
             "SELECT id, account_id, role, password_hash FROM users WHERE lower(email) = lower($1)", email
         )
-        ok = verify_password(user["password_hash"] if user else None, password)
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO login_attempts (email, ip, succeeded) VALUES ($1, $2, $3)", email, ip, ok
-            )
-            if ok and user is not None:
-                principal = Principal(user["id"], user["account_id"], user["role"])
-                return await _issue_pair(conn, principal, uuid.uuid4(), settings)
-        # the failed attempt is committed above: it must count even though we refuse
-        log.info("login failed", ip=ip)
-        raise unauthorized("Invalid email or password")
+    return attempt_id, user
 
 
 async def refresh(pool: asyncpg.Pool, token: str, settings: ImagesApiSettings) -> TokenPair:
@@ -177,11 +199,12 @@ async def create_user(
     exists = await conn.fetchval("SELECT 1 FROM users WHERE lower(email) = lower($1)", email)
     if exists:
         raise AppError(409, f"a user with email {email} already exists")
+    password_hash = await asyncio.to_thread(hash_password, password)
     user_id: int = await conn.fetchval(
         "INSERT INTO users (account_id, email, password_hash, role) VALUES ($1, $2, $3, $4) RETURNING id",
         account_id,
         email,
-        hash_password(password),
+        password_hash,
         role,
     )
     return user_id

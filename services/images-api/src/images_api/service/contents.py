@@ -21,6 +21,20 @@ IMAGE_COLUMNS = """id, content_id, image_type, position, prompt, alt_text, capti
     sha256, content_type, renditions, provider, model, revised_prompt, error, created_at, updated_at,
     generated_at"""
 
+# A content with no post on its site holds what a new one holds: no sync status (the seed's rule offers
+# the publish button), and no post id or publication key for a publish to carry.
+_NOT_ON_WORDPRESS: dict[str, None] = dict.fromkeys(
+    (
+        "external_id",
+        "external_url",
+        "sync_status",
+        "wp_status",
+        "wp_modified_at",
+        "wp_title",
+        "publication_key",
+    )
+)
+
 
 def image_detail(row: asyncpg.Record, account_id: int, signer: MediaSigner, now: float) -> dict[str, Any]:
     generated = row["status"] == "generated"
@@ -166,6 +180,11 @@ async def update_content(
         sector_id = sets.get("sector_id", current["sector_id"])
         if "site_id" in sets or "sector_id" in sets:
             await check_site_and_sector(conn, account_id, site_id, sector_id)
+        if site_id != current["site_id"]:
+            await _refuse_while_publishing(conn, content_id)
+            # The post belongs to the old site: kept, a publish to the new site would carry its id and
+            # the publisher would overwrite whatever post has that id there.
+            sets.update(_NOT_ON_WORDPRESS)
         if sets:
             assignments = ", ".join(f"{col} = ${i + 2}" for i, col in enumerate(sets))
             await conn.execute(
@@ -174,6 +193,19 @@ async def update_content(
                 *sets.values(),
             )
         return await content_detail(conn, account_id, content_id, signer)
+
+
+async def _refuse_while_publishing(conn: asyncpg.Connection, content_id: int) -> None:
+    """A publication's result names the site it was requested for: arriving after a move, it would link
+    the content to the old site's post again."""
+    in_flight = await conn.fetchval(
+        "SELECT id FROM publications WHERE content_id = $1 AND status = 'requested' LIMIT 1", content_id
+    )
+    if in_flight:
+        reason = (
+            f"publication {in_flight} of this content is still in progress; change the site once it is done"
+        )
+        raise AppError(409, reason, errors={"site_id": [reason]})
 
 
 async def delete_content(conn: asyncpg.Connection, account_id: int, content_id: int) -> None:
@@ -255,4 +287,11 @@ async def delete_image(conn: asyncpg.Connection, account_id: int, image_id: int)
         row = await get_image_row(conn, account_id, image_id, for_update=True)
         if row["image_type"] == "featured":
             raise AppError(409, "the featured image slot cannot be deleted; edit its prompt instead")
+        if row["status"] in rules.RUNNING_STATUSES:
+            # Its task item would go with it and the task would wait forever for a result it can no longer
+            # record (its live progress never ends).
+            raise AppError(
+                409,
+                f"the image is {row['status']}; wait for it to finish or set its status first, then delete it",
+            )
         await conn.execute("DELETE FROM images WHERE id = $1", image_id)

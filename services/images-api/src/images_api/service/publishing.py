@@ -81,6 +81,9 @@ async def _prepare(
             raise RefusedError(409, refusal)
     ready = [i for i in images if i["status"] == "generated" and i["blob_key"] and i["sha256"]]
     key = rules.publication_key(account_id, content_id, site_id)
+    # The post id is only known for the site its key names: the publisher updates whatever post has
+    # that id on the site it is sent to.
+    known_external_id = content["external_id"] if content["publication_key"] == key else None
     when = publish_at or content["publish_at"]
     wp_status: Literal["publish", "future"] = "future" if when is not None and when > utcnow() else "publish"
     attempt_id = uuid.uuid4()
@@ -124,7 +127,7 @@ async def _prepare(
             )
             for i in ready
         ],
-        known_external_id=content["external_id"],
+        known_external_id=known_external_id,
         deadline_at=deadline_at,
     )
     await conn.execute(

@@ -345,10 +345,15 @@ async def get_content(content_id: IdPath, who: Reader, conn: Conn, state: State)
     return ok(await contents.content_detail(conn, who.account_id, content_id, state.signer))
 
 
-@router.patch("/v1/writer/contents/{content_id}/", tags=["content"], response_model=Ok[s.ContentOut])
+@router.patch(
+    "/v1/writer/contents/{content_id}/", tags=["content"], response_model=Ok[s.ContentOut], responses=CONFLICT
+)
 async def update_content(
     content_id: IdPath, body: s.ContentPatch, who: Editor, conn: Conn, state: State
 ) -> Ok[Any]:
+    """A new `site_id` drops the link to the old site's post (external id and URL, sync and WordPress
+    status, publication key): the content is publishable on the new site. 409 while a publication of
+    the content is in flight."""
     changes = body.model_dump(exclude_unset=True)
     return ok(await contents.update_content(conn, who.account_id, content_id, changes, state.signer))
 
@@ -400,6 +405,8 @@ async def update_image(
     "/v1/writer/images/{image_id}/", tags=["content"], response_model=Ok[s.Deleted], responses=CONFLICT
 )
 async def delete_image(image_id: IdPath, who: Editor, conn: Conn) -> Ok[Any]:
+    """An in-article slot. 409 for the featured slot, and for an image queued or generating (wait for
+    it, or set the content's image status with bulk_update, then delete it)."""
     await contents.delete_image(conn, who.account_id, image_id)
     return ok({"deleted": True})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["owner", "editor", "viewer"]
 ContentStatus = Literal["draft", "published"]
@@ -15,6 +15,8 @@ OverallStatus = Literal["pending", "partial", "complete", "failed"]
 SyncStatus = Literal["draft", "pending", "scheduled", "published", "synced", "failed", "removed"]
 ImageType = Literal["featured", "in_article"]
 Id = Annotated[int, Field(ge=1, le=2**62)]
+# A moment without an offset is ambiguous (whose 10:00?) and cannot be compared with the clock: 422.
+PUBLISH_AT = "When WordPress publishes the post (in the future: scheduled); with a time zone"
 
 
 def _example(example: dict[str, Any]) -> ConfigDict:
@@ -138,7 +140,7 @@ class ContentIn(Input):
     status: ContentStatus = "draft"
     site_id: int | None = Field(default=None, ge=1, le=2**62)
     sector_id: int | None = Field(default=None, ge=1, le=2**62)
-    publish_at: datetime | None = None
+    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
 
 
 class ContentPatch(Input):
@@ -148,7 +150,7 @@ class ContentPatch(Input):
     status: ContentStatus | None = None
     site_id: int | None = Field(default=None, ge=1, le=2**62)
     sector_id: int | None = Field(default=None, ge=1, le=2**62)
-    publish_at: datetime | None = None
+    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
 
 
 class RenditionOut(BaseModel):
@@ -339,7 +341,7 @@ class PublishIn(Input):
     model_config = _example({"content_id": 42, "destinations": ["wordpress"]})
     content_id: int = Field(ge=1, le=2**62)
     destinations: list[Literal["wordpress"]] = Field(default=["wordpress"], min_length=1, max_length=1)
-    publish_at: datetime | None = None
+    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
     allow_missing_images: bool = False
 
 
@@ -353,8 +355,9 @@ class PublishBatchIn(Input):
     model_config = _example({"content_ids": [42, 43, 44], "destinations": ["wordpress"]})
     content_ids: list[Id] = Field(min_length=1, max_length=200)
     destinations: list[Literal["wordpress"]] = Field(default=["wordpress"], min_length=1, max_length=1)
-    publish_at: datetime | None = Field(
-        default=None, description="Schedule every post of the batch (WordPress `future`) when in the future"
+    publish_at: AwareDatetime | None = Field(
+        default=None,
+        description="Schedule every post of the batch (WordPress `future`) when in the future; with a time zone",
     )
     allow_missing_images: bool = False
     atomic: bool = Field(
