@@ -160,6 +160,25 @@ async def test_batch_publish_reports_each_item_and_accepts_the_ready_ones(
     assert by_id[foreign["id"]]["reason"] == "Content not found"
 
 
+async def test_a_content_too_large_for_the_broker_is_refused_413_alone_and_in_a_batch(tenant: Tenant) -> None:
+    site = await tenant.site()
+    # The largest body the API takes, in a two-byte script: its publish event would be ≈2 MB.
+    huge = await _ready_content(tenant, site["id"], html="<p>" + "é" * 999_990 + "</p>")
+    ready = await _ready_content(tenant, site["id"])
+
+    alone = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": huge["id"]})
+    batch = await tenant.editor.post(
+        "/v1/publisher/publish/batch/", json={"content_ids": [huge["id"], ready["id"]]}
+    )
+
+    assert alone.status_code == 413, alone.text
+    assert "too large to publish" in alone.json()["error"]
+    by_id = {r["content_id"]: r for r in batch.json()["data"]["results"]}
+    assert "too large to publish" in by_id[huge["id"]]["reason"]
+    assert by_id[ready["id"]]["accepted"]
+    assert (await _group(tenant, huge["id"]))["sync_status"] != "failed"  # nothing was requested for it
+
+
 async def test_an_atomic_batch_with_one_refusal_requests_nothing_and_says_why(tenant: Tenant) -> None:
     site = await tenant.site()
     ready = await _ready_content(tenant, site["id"])

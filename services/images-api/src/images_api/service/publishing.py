@@ -14,7 +14,13 @@ from images_api.adapters.notifier import notify, publication_topic
 from images_api.adapters.paging import Params, offset_page
 from images_api.domain import rules
 from images_api.service.contents import get_content_row
-from writer_images.events import ContentPublishRequested, PublishImage, make_event, utcnow
+from writer_images.events import (
+    ContentPublishRequested,
+    EventTooLargeError,
+    PublishImage,
+    make_event,
+    utcnow,
+)
 from writer_images.http import AppError, not_found
 from writer_images.logging import get_logger
 from writer_images.outbox import Outbox
@@ -136,7 +142,11 @@ async def _prepare(
     await conn.execute(
         "UPDATE contents SET publication_key = $2, updated_at = now() WHERE id = $1", content_id, key
     )
-    await outbox.write(conn, [make_event(payload, account_id=account_id, correlation_id=correlation_id)])
+    try:
+        event = make_event(payload, account_id=account_id, correlation_id=correlation_id)
+    except EventTooLargeError as exc:
+        raise RefusedError(413, f"the content is too large to publish: {exc}") from None
+    await outbox.write(conn, [event])
     return {"publication_id": publication_id, "content_id": content_id, "status": "requested"}
 
 
@@ -168,7 +178,7 @@ async def request_publication(
     except RefusedError as refused:
         if refused.status_code == 404:
             raise not_found("Content") from None
-        raise AppError(409, refused.reason, errors={"content_id": [refused.reason]}) from None
+        raise AppError(refused.status_code, refused.reason, errors={"content_id": [refused.reason]}) from None
 
 
 async def request_batch(
