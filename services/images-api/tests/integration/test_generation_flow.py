@@ -202,6 +202,28 @@ async def test_generate_refuses_foreign_ids_with_404(tenant: Tenant, other_tenan
     assert response.status_code == 404
 
 
+async def test_generate_without_a_content_id_takes_the_images_own_content(
+    tenant: Tenant, other_tenant: Tenant
+) -> None:
+    first, second, theirs = await tenant.content(), await tenant.content(), await other_tenant.content()
+    ids = [i["id"] for i in first["images"][:2]]
+
+    started = await tenant.editor.post("/v1/writer/images/generate_images/", json={"ids": ids})
+    mixed = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": [ids[0], second["images"][0]["id"]]}
+    )
+    foreign = await tenant.editor.post(
+        "/v1/writer/images/generate_images/", json={"ids": [theirs["images"][0]["id"]]}
+    )
+
+    assert started.status_code == 202, started.text
+    task = (await tenant.viewer.get(f"/v1/tasks/{started.json()['data']['task_id']}/")).json()["data"]
+    assert sorted(item["image_id"] for item in task["items"]) == sorted(ids)
+    assert task["content_id"] == first["id"]
+    assert mixed.status_code == 422 and "several contents" in mixed.json()["errors"]["ids"][0]
+    assert foreign.status_code == 404
+
+
 async def test_task_events_stream_replays_the_state_on_connect(tenant: Tenant) -> None:
     content = await tenant.content()
     started = await tenant.editor.post(

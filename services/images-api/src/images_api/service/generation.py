@@ -55,19 +55,21 @@ async def request_generation(
     conn: asyncpg.Connection,
     outbox: Outbox,
     account_id: int,
-    content_id: int,
+    content_id: int | None,
     image_ids: Sequence[int],
     *,
     sizes: Mapping[str, tuple[int, int]],
     timeout_s: int,
     correlation_id: str,
 ) -> dict[str, Any]:
-    """Queue the images of one content: 404 for ids that are not this content's, 409 if any is running.
-    One transaction, five round trips (ten before): begin, lock the content, lock and read its images with
-    the account's settings, write everything in one statement (images, task, items, events, wake-ups),
-    commit."""
+    """Queue the images of one content (when not given, the images' own): 404 for ids that are not this
+    content's, 409 if any is running. One transaction, five round trips (ten before): begin, lock the
+    content, lock and read its images with the account's settings, write everything in one statement
+    (images, task, items, events, wake-ups), commit."""
     wanted = sorted(set(image_ids))
     async with conn.transaction():
+        if content_id is None:
+            content_id = await _content_of(conn, account_id, wanted)
         await get_content_row(conn, account_id, content_id, for_update=True)
         images = await _lock_images(conn, account_id, content_id, wanted)
         found = {r["id"] for r in images}
@@ -126,6 +128,24 @@ async def request_generation(
         "images_created": len(images),
         "message": f"Image generation started for {len(images)} image(s)",
     }
+
+
+async def _content_of(conn: asyncpg.Connection, account_id: int, image_ids: list[int]) -> int:
+    """The one content these images belong to: 404 if none is the account's, 422 if they span several."""
+    contents: list[int] = [
+        r["content_id"]
+        for r in await conn.fetch(
+            "SELECT DISTINCT content_id FROM images WHERE id = ANY($1::bigint[]) AND account_id = $2",
+            image_ids,
+            account_id,
+        )
+    ]
+    if not contents:
+        raise AppError(404, "Image not found", errors={"ids": ["no image of these ids"]})
+    if len(contents) > 1:
+        reason = "the images belong to several contents: generate one content's images at a time"
+        raise AppError(422, reason, errors={"ids": [reason]})
+    return contents[0]
 
 
 async def _lock_images(

@@ -259,7 +259,8 @@ class ContentImagesPage(BaseModel):
 class GenerateIn(Input):
     model_config = _example({"ids": [123, 124, 125], "content_id": 42})
     ids: list[Id] = Field(min_length=1, max_length=100)
-    content_id: int = Field(ge=1, le=2**62)
+    # Optional as in the seed's client (`generateImages(imageIds, contentId?)`): the images' own content.
+    content_id: int | None = Field(default=None, ge=1, le=2**62)
 
 
 class GenerateOut(BaseModel):
