@@ -4,7 +4,11 @@ and done by a leased worker, so that Kafka offsets move on at once and nothing i
 A consumer enqueues a job in the same transaction as its inbox claim; the `JobRunner` claims ready
 jobs with `FOR UPDATE SKIP LOCKED` and a lease, renews the lease while working, and records the
 outcome. A process killed mid-job leaves its lease to expire; the next runner (this process after
-a restart, or another instance) takes the job again. Jobs are unique per (queue, dedupe_key):
+a restart, or another instance) takes the job again, or fails it if that was its last attempt (a job
+that kills its worker every time must not be run forever). An outcome (completion, retry, failure)
+applies only while the attempt still holds the lease: an attempt that outlived its lease (a long
+database outage) and was overtaken records nothing, and its handler is cancelled once the heartbeat
+finds out. Jobs are unique per (queue, dedupe_key):
 requesting the same work twice while it is pending does nothing, and requesting it after it
 finished runs it again (the handler decides whether that means "re-emit the stored result").
 
@@ -79,6 +83,8 @@ class Job:
     payload: dict[str, Any]
     attempts: int
     created_at: datetime
+    # The runner whose lease this attempt runs under: the attempt's outcome applies only while it still holds.
+    lease_owner: str
 
 
 async def enqueue(
@@ -152,6 +158,27 @@ class FailJob(Exception):  # noqa: N818
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class LeaseLost(Exception):  # noqa: N818 - names what happened, like RetryJob and FailJob
+    """The lease of a job passed to another runner (or the job was finished and requested again) while this
+    attempt ran, so its outcome must not apply. Raised by `complete` inside the handler's transaction, which
+    therefore rolls back; the runner logs it and leaves the job to whoever holds it now."""
+
+    def __init__(self, *jobs: Job) -> None:
+        super().__init__(
+            ", ".join(
+                f"job {job.id} ({job.dedupe_key}) is no longer leased to {job.lease_owner}" for job in jobs
+            )
+        )
+        self.jobs = jobs
+
+
+@dataclass(frozen=True)
+class _Failure:
+    reason: str
+    retryable: bool
+    retry_after_s: float | None = None
 
 
 JobHandler = Callable[[Job], Awaitable[None]]
@@ -279,27 +306,30 @@ class JobRunner:
         async with self._pool.acquire() as conn:
             # Each group gets no more than its room (`nth` within the group), so a claim never takes jobs it
             # would have to give back; a window of candidates a few times `free` deep lets other groups'
-            # jobs past a busy group's backlog.
+            # jobs past a busy group's backlog. A job whose lease ran out on its last attempt lost its worker
+            # (killed, or it killed it): it is claimed `lost`, to be failed, not run again (attempts unchanged).
+            # The jobs this runner still works on are never claimed by it: a lease that ran out during an
+            # outage is renewed by their heartbeat, not run a second time beside them.
             rows = await conn.fetch(
                 """
                 WITH candidate AS (
-                    SELECT id, group_key, run_after FROM jobs
-                    WHERE queue = $1 AND NOT (group_key = ANY($3::text[]))
+                    SELECT id, group_key, run_after, status = 'running' AND attempts >= $10 AS lost FROM jobs
+                    WHERE queue = $1 AND NOT (group_key = ANY($3::text[])) AND NOT (id = ANY($11::bigint[]))
                       AND ((status = 'ready' AND run_after <= now()) OR (status = 'running' AND lease_until < now()))
                     ORDER BY run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED
                 ), chosen AS (
-                    SELECT c.id FROM (
-                        SELECT id, group_key, run_after,
+                    SELECT c.id, c.lost FROM (
+                        SELECT id, group_key, run_after, lost,
                                row_number() OVER (PARTITION BY group_key ORDER BY run_after, id) AS nth
                         FROM candidate
                     ) c LEFT JOIN unnest($7::text[], $8::int[]) AS room(group_key, slots) USING (group_key)
                     WHERE c.nth <= coalesce(room.slots, $9)
                     ORDER BY c.run_after, c.id LIMIT $2
                 )
-                UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $4,
-                       lease_until = now() + make_interval(secs => $5), updated_at = now()
-                WHERE id IN (SELECT id FROM chosen)
-                RETURNING id, queue, dedupe_key, group_key, payload, attempts, created_at
+                UPDATE jobs SET status = 'running', attempts = attempts + CASE WHEN chosen.lost THEN 0 ELSE 1 END,
+                       lease_owner = $4, lease_until = now() + make_interval(secs => $5), updated_at = now()
+                FROM chosen WHERE jobs.id = chosen.id
+                RETURNING jobs.id, queue, dedupe_key, group_key, payload, attempts, created_at, lease_owner, chosen.lost
                 """,
                 config.queue,
                 free,
@@ -310,11 +340,15 @@ class JobRunner:
                 list(room),
                 list(room.values()),
                 config.per_group_limit,
+                config.retry.max_attempts,
+                list(self._running),
             )
         for row in rows:
-            job = Job(**dict(row))
+            fields = dict(row)
+            lost = fields.pop("lost")
+            job = Job(**fields)
             self._groups[job.group_key] += 1
-            self._running[job.id] = asyncio.create_task(self._run_one(job))
+            self._running[job.id] = asyncio.create_task(self._run_one(job, lost=lost))
         started = len(rows)
         if started or room_needed == 1:
             # Filled, or nothing is claimable at all: wait for a finished job, a NOTIFY or the poll.
@@ -324,13 +358,19 @@ class JobRunner:
             self._free_since = asyncio.get_running_loop().time()
         return started
 
-    async def _run_one(self, job: Job) -> None:
-        heartbeat = asyncio.create_task(self._keep_lease(job))
+    async def _run_one(self, job: Job, *, lost: bool) -> None:
         try:
             with bound_context(job_id=job.id, queue=job.queue, dedupe_key=job.dedupe_key):
-                await self._attempt(job)
+                try:
+                    if lost:
+                        await self._fail_lost(job)
+                    else:
+                        await self._attempt(job)
+                except Exception as exc:
+                    # The outcome could not be recorded (the database away): the job keeps its lease until it
+                    # runs out and is then taken again. Logged here, as nobody awaits this task.
+                    log.exception("job outcome not recorded", attempt=job.attempts, error=repr(exc))
         finally:
-            heartbeat.cancel()
             self._running.pop(job.id, None)
             self._groups[job.group_key] -= 1
             if self._groups[job.group_key] <= 0:
@@ -338,80 +378,165 @@ class JobRunner:
             self._wakeup.set()
 
     async def _attempt(self, job: Job) -> None:
+        failure = await self._outcome(job)
+        if failure is None:
+            return
+        if failure.retryable and not self._config.retry.exhausted(job.attempts):
+            await self._retry(job, failure)
+        else:
+            await self._exhaust(job, failure.reason, retryable=failure.retryable)
+
+    async def _outcome(self, job: Job) -> _Failure | None:
+        """The handler's failure; None when it succeeded, or lost its lease (then there is nothing to record)."""
         try:
-            await self._handler(job)
-            metrics.JOBS.labels(job.queue, "done").inc()
+            await self._under_lease(job)
+        except LeaseLost:
+            self._lease_lost(job)
+            return None
         except RetryJob as exc:
-            await self._retry_or_exhaust(job, exc.reason, exc.retry_after_s)
+            return _Failure(exc.reason, retryable=True, retry_after_s=exc.retry_after_s)
         except FailJob as exc:
-            await self._exhaust(job, exc.reason, retryable=False)
+            return _Failure(exc.reason, retryable=False)
         except Exception as exc:  # a bug or an unexpected answer: retried like a transient failure
             log.exception("job handler raised", error=repr(exc))
-            await self._retry_or_exhaust(job, f"{type(exc).__name__}: {exc}", None)
+            return _Failure(f"{type(exc).__name__}: {exc}", retryable=True)
+        metrics.JOBS.labels(job.queue, "done").inc()
+        return None
 
-    async def _retry_or_exhaust(self, job: Job, reason: str, retry_after_s: float | None) -> None:
-        policy = self._config.retry
-        if policy.exhausted(job.attempts):
-            await self._exhaust(job, reason, retryable=True)
-            return
-        delay = policy.delay(job.attempts, retry_after_s)
-        log.info("job will retry", reason=reason, attempt=job.attempts, delay_s=round(delay, 2))
-        metrics.JOBS.labels(job.queue, "retry").inc()
+    async def _under_lease(self, job: Job) -> None:
+        """The handler, while a heartbeat renews the job's lease; cancelled (`LeaseLost`) when the heartbeat
+        finds the lease taken, so that an overtaken attempt stops its side effects as soon as it can know."""
+        work = asyncio.ensure_future(self._handler(job))  # not create_task: a handler returns any awaitable
+        heartbeat = asyncio.create_task(self._keep_lease(job))
+        try:
+            await asyncio.wait((work, heartbeat), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            heartbeat.cancel()
+            if not work.done():
+                work.cancel()
+                await asyncio.wait((work,))
+        if work.cancelled():
+            raise LeaseLost(job)
+        work.result()
+
+    async def _keep_lease(self, job: Job) -> None:
+        """Renew the lease every third of it; return once the job is pending under another lease."""
+        while True:
+            await asyncio.sleep(self._config.lease_s / 3)
+            try:
+                async with self._pool.acquire() as conn:
+                    # A finished job is not a lost lease: this attempt's own completion may have committed
+                    # a moment before its task ends.
+                    lost = await conn.fetchval(
+                        """
+                        WITH renewed AS (
+                            UPDATE jobs SET lease_until = now() + make_interval(secs => $2)
+                            WHERE id = $1 AND lease_owner = $3 RETURNING id
+                        )
+                        SELECT NOT EXISTS (SELECT 1 FROM renewed)
+                               AND EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND status IN ('ready', 'running'))
+                        """,
+                        job.id,
+                        self._config.lease_s,
+                        job.lease_owner,
+                    )
+            except Exception as exc:
+                # The database away: keep working. A lease taken meanwhile shows at the first renewal that
+                # reaches the database, and until then the attempt's outcome would not apply anyway.
+                log.warning("job lease renewal failed", error=repr(exc))
+                continue
+            if lost:
+                return
+
+    async def _retry(self, job: Job, failure: _Failure) -> None:
+        delay = self._config.retry.delay(job.attempts, failure.retry_after_s)
         async with self._pool.acquire() as conn:
-            await conn.execute(
+            held = await conn.fetchval(
                 """
                 UPDATE jobs SET status = 'ready', run_after = now() + make_interval(secs => $2), last_error = $3,
                        lease_owner = NULL, lease_until = NULL, updated_at = now()
-                WHERE id = $1 AND lease_owner = $4
+                WHERE id = $1 AND lease_owner = $4 RETURNING true
                 """,
                 job.id,
                 delay,
-                reason[:2000],
-                self._owner,
+                failure.reason[:2000],
+                job.lease_owner,
             )
+        if not held:
+            self._lease_lost(job)
+            return
+        log.info("job will retry", reason=failure.reason, attempt=job.attempts, delay_s=round(delay, 2))
+        metrics.JOBS.labels(job.queue, "retry").inc()
+
+    async def _fail_lost(self, job: Job) -> None:
+        reason = (
+            f"attempt {job.attempts} of {self._config.retry.max_attempts} lost its worker (its lease ran out)"
+        )
+        log.warning("job lost its worker on its last attempt", attempt=job.attempts)
+        # Retryable: a crash may come from the load of the moment (an OOM kill), as a 503 does.
+        await self._exhaust(job, reason, retryable=True)
 
     async def _exhaust(self, job: Job, reason: str, *, retryable: bool) -> None:
+        """Fail the job and call `on_exhausted` in one transaction. If that raises, fail the job all the same,
+        without the hook's effects: a hook that cannot succeed (it cannot read the payload that made the
+        handler fail) would otherwise leave the job leased, to be taken and failed again forever."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                held = await self._mark_failed(conn, job, reason)
+                if held:
+                    await self._on_exhausted(conn, job, reason, retryable)
+        except Exception as exc:
+            log.exception("job failed without its failure hook", reason=reason, error=repr(exc))
+            reason = f"{reason} (failed without its failure hook: {type(exc).__name__}: {exc})"
+            async with self._pool.acquire() as conn:
+                held = await self._mark_failed(conn, job, reason)
+        if not held:
+            self._lease_lost(job)
+            return
         metrics.JOBS.labels(job.queue, "failed").inc()
-        async with self._pool.acquire() as conn, conn.transaction():
-            owned = await conn.fetchval(
-                """
-                UPDATE jobs SET status = 'failed', last_error = $2, lease_owner = NULL, lease_until = NULL,
-                       updated_at = now()
-                WHERE id = $1 AND lease_owner = $3 RETURNING true
-                """,
-                job.id,
-                reason[:2000],
-                self._owner,
-            )
-            if owned:
-                await self._on_exhausted(conn, job, reason, retryable)
 
-    async def _keep_lease(self, job: Job) -> None:
-        while True:
-            await asyncio.sleep(self._config.lease_s / 3)
-            with contextlib.suppress(Exception):
-                async with self._pool.acquire() as conn:
-                    await conn.execute(
-                        "UPDATE jobs SET lease_until = now() + make_interval(secs => $2) WHERE id = $1 AND lease_owner = $3",
-                        job.id,
-                        self._config.lease_s,
-                        self._owner,
-                    )
+    async def _mark_failed(self, conn: asyncpg.Connection, job: Job, reason: str) -> bool:
+        held = await conn.fetchval(
+            """
+            UPDATE jobs SET status = 'failed', last_error = $2, lease_owner = NULL, lease_until = NULL,
+                   updated_at = now()
+            WHERE id = $1 AND lease_owner = $3 RETURNING true
+            """,
+            job.id,
+            reason[:2000],
+            job.lease_owner,
+        )
+        return bool(held)
+
+    def _lease_lost(self, job: Job) -> None:
+        log.warning("job lease lost: this attempt's outcome is not recorded", attempt=job.attempts)
+        metrics.JOBS.labels(job.queue, "lease_lost").inc()
 
 
-def completion(ids_param: int) -> str:
-    """The UPDATE that marks done the jobs whose ids are parameter $ids_param, for a hot path that completes
-    its jobs inside a larger single statement (a CTE beside its results and outbox rows) instead of calling
-    `complete` in a transaction (as `outbox.outbox_insert` numbers its parameters)."""
+def completion(ids_param: int, owners_param: int) -> str:
+    """The UPDATE that marks done the jobs whose ids and lease owners are parameters $ids_param and
+    $owners_param (arrays, pairwise), returning the ids it marked: a job no longer leased to its attempt is
+    left alone. For a hot path that completes its jobs inside a larger single statement (a CTE beside its
+    results and outbox rows) instead of calling `complete` in a transaction (as `outbox.outbox_insert` numbers
+    its parameters); it raises `LeaseLost` for the jobs missing from the ids."""
     return (
         "UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL, last_error = NULL, "
-        f"updated_at = now() WHERE id = ANY(${ids_param}::bigint[])"
+        f"updated_at = now() FROM unnest(${ids_param}::bigint[], ${owners_param}::text[]) AS held(id, owner) "
+        "WHERE jobs.id = held.id AND jobs.lease_owner = held.owner RETURNING jobs.id"
     )
 
 
 async def complete(conn: asyncpg.Connection, *done: Job) -> None:
-    """Mark jobs done; call inside the handler's transaction, beside its effects and outbox events."""
-    await conn.execute(completion(1), [job.id for job in done])
+    """Mark jobs done; call inside the handler's transaction, beside its effects and outbox events. Raises
+    `LeaseLost`, rolling the transaction back, when a job is no longer leased to its attempt."""
+    completed = {
+        row["id"]
+        for row in await conn.fetch(
+            completion(1, 2), [job.id for job in done], [job.lease_owner for job in done]
+        )
+    }
+    if lost := [job for job in done if job.id not in completed]:
+        raise LeaseLost(*lost)
 
 
 def runner_config(settings: JobSettings, queue: str, *, per_group_limit: int) -> RunnerConfig:

@@ -10,9 +10,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from structlog.contextvars import merge_contextvars
+from structlog.testing import capture_logs
 
 from writer_images import jobs
-from writer_images.jobs import FailJob, Job, JobRunner, RetryJob, RunnerConfig
+from writer_images.jobs import ExhaustedHandler, FailJob, Job, JobRunner, RetryJob, RunnerConfig
 from writer_images.retry import RetryPolicy
 
 
@@ -39,11 +41,15 @@ async def _record_exhausted(conn: asyncpg.Connection, job: Job, reason: str, ret
 
 @contextlib.asynccontextmanager
 async def _running(
-    pool: asyncpg.Pool, schema: str, handler: Callable[[Job], Awaitable[None]], **config: object
+    pool: asyncpg.Pool,
+    schema: str,
+    handler: Callable[[Job], Awaitable[None]],
+    on_exhausted: ExhaustedHandler = _record_exhausted,
+    **config: Any,
 ) -> AsyncIterator[JobRunner]:
     runner = JobRunner(
-        pool, schema, RunnerConfig(queue="q", poll_interval_s=0.05, **config), handler, _record_exhausted
-    )  # type: ignore[arg-type]
+        pool, schema, RunnerConfig(queue="q", poll_interval_s=0.05, **config), handler, on_exhausted
+    )
     task = asyncio.create_task(runner.run())
     try:
         yield runner
@@ -295,6 +301,243 @@ async def test_a_job_abandoned_by_a_dead_worker_is_taken_again_after_its_lease(
     async with _running(pool, schema, handler):
         await _until(lambda: _all_in(pool, "done", 1))
     assert finished == [2]
+
+
+async def test_a_job_that_kills_its_worker_on_every_attempt_fails_after_its_last_attempt(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "oom")
+    ran: list[int] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.attempts)
+        # What a worker OOM-killed mid-job leaves behind: the job running under a lease that runs out.
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE jobs SET lease_owner = 'killed', lease_until = now() WHERE id = $1", job.id
+            )
+
+    async with _running(pool, schema, handler, retry=RetryPolicy(max_attempts=3, base_s=0.01, max_s=0.05)):
+        await _until(lambda: _settled(pool))
+    assert ran == [1, 2, 3]
+    assert await _statuses(pool) == {"oom": "failed"}
+    assert await _exhausted(pool) == [("oom", "attempt 3 of 3 lost its worker (its lease ran out)", True)]
+
+
+async def test_jobs_whose_worker_died_on_their_last_attempt_fail_once_without_holding_up_others(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    for key in ("died-on-last", "died-on-second"):
+        await _enqueue(pool, schema, key)
+    async with pool.acquire() as conn:  # their workers died mid-attempt
+        await conn.execute(
+            """
+            UPDATE jobs SET status = 'running', attempts = CASE dedupe_key WHEN 'died-on-last' THEN 3 ELSE 2 END,
+                   lease_owner = 'killed', lease_until = now() - interval '1 second'
+            """
+        )
+    await _enqueue(pool, schema, "waiting")
+    ran: list[tuple[str, int]] = []
+
+    async def handler(job: Job) -> None:
+        ran.append((job.dedupe_key, job.attempts))
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    retry = RetryPolicy(max_attempts=3, base_s=0.01, max_s=0.05)
+    async with _running(pool, schema, handler, retry=retry), _running(pool, schema, handler, retry=retry):
+        await _until(lambda: _settled(pool))
+        await asyncio.sleep(0.3)  # six more polls by each runner
+    assert sorted(ran) == [("died-on-second", 3), ("waiting", 1)]
+    assert await _statuses(pool) == {"died-on-last": "failed", "died-on-second": "done", "waiting": "done"}
+    assert await _exhausted(pool) == [
+        ("died-on-last", "attempt 3 of 3 lost its worker (its lease ran out)", True)
+    ]
+
+
+async def _exhausted(pool: asyncpg.Pool) -> list[tuple[str, str, bool]]:
+    async with pool.acquire() as conn:
+        return [tuple(r) for r in await conn.fetch("SELECT * FROM exhausted ORDER BY dedupe_key")]
+
+
+async def _raise_like_a_parser(conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+    raise ValueError("payload is not an envelope")
+
+
+async def _write_where_nothing_can_be_written(
+    conn: asyncpg.Connection, job: Job, reason: str, retryable: bool
+) -> None:
+    await conn.execute("INSERT INTO missing_table VALUES (1)")
+
+
+@pytest.mark.parametrize(
+    ("on_exhausted", "hook_error"),
+    [
+        (_raise_like_a_parser, "ValueError: payload is not an envelope"),
+        (_write_where_nothing_can_be_written, 'UndefinedTableError: relation "missing_table" does not exist'),
+    ],
+)
+async def test_a_failure_hook_that_raises_still_leaves_the_job_failed_with_both_errors(
+    jobs_schema: tuple[str, asyncpg.Pool], on_exhausted: ExhaustedHandler, hook_error: str
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "unparseable")
+    ran: list[int] = []
+    hook_calls: list[int] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.attempts)
+        raise ValueError("payload is not an envelope")
+
+    async def hook(conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+        hook_calls.append(job.attempts)
+        await on_exhausted(conn, job, reason, retryable)
+
+    retry = RetryPolicy(max_attempts=2, base_s=0.01, max_s=0.05)
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with _running(pool, schema, handler, hook, retry=retry, lease_s=0.3):
+            await _until(lambda: _settled(pool))
+            await asyncio.sleep(0.6)  # two leases: a job still leased to this runner would be taken again
+    assert (ran, hook_calls) == ([1, 2], [2])
+    async with pool.acquire() as conn:
+        status, last_error = await conn.fetchrow("SELECT status, last_error FROM jobs")
+    assert status == "failed"
+    assert (
+        last_error
+        == f"ValueError: payload is not an envelope (failed without its failure hook: {hook_error})"
+    )
+    assert [
+        (e["log_level"], e["dedupe_key"]) for e in logs if e["event"] == "job failed without its failure hook"
+    ] == [("error", "unparseable")]
+
+
+async def test_a_runner_whose_lease_was_taken_cannot_complete_the_job_and_its_writes_roll_back(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "contested")
+    lease_taken = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def handler(job: Job) -> None:
+        await lease_taken.wait()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("INSERT INTO effects (note) VALUES ($1)", job.dedupe_key)
+                await jobs.complete(conn, job)
+        except jobs.LeaseLost:
+            outcomes.append("lease lost")
+            raise
+        outcomes.append("completed")
+
+    async with _running(pool, schema, handler):
+        await _until(lambda: _count(pool, "running", 1))
+        async with pool.acquire() as conn:  # a long outage: the lease ran out and another runner took the job
+            await conn.execute(
+                "UPDATE jobs SET lease_owner = 'another', attempts = 2, lease_until = now() + interval '1 minute'"
+            )
+        lease_taken.set()
+        await _until(lambda: asyncio.sleep(0, result=bool(outcomes)))
+        await asyncio.sleep(0.2)  # four polls: the runner neither retries nor fails the job
+    assert outcomes == ["lease lost"]
+    async with pool.acquire() as conn:
+        job = await conn.fetchrow("SELECT status, attempts, lease_owner FROM jobs")
+        effects = await conn.fetchval("SELECT count(*) FROM effects")
+    assert tuple(job) == ("running", 2, "another")
+    assert effects == 0
+    assert await _exhausted(pool) == []
+
+
+async def test_a_re_armed_job_is_completed_by_its_new_request_not_by_the_runner_that_lost_its_lease(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "requested-twice")
+    lease_taken = asyncio.Event()
+    outcomes: list[str] = []
+
+    async def handler(job: Job) -> None:
+        request = "second request" if job.payload.get("again") else "first request"
+        if request == "first request":
+            await lease_taken.wait()
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await jobs.complete(conn, job)
+        except jobs.LeaseLost:
+            outcomes.append(f"{request}: lease lost")
+            raise
+        outcomes.append(f"{request}: completed")
+
+    async with _running(pool, schema, handler):
+        await _until(lambda: _count(pool, "running", 1))
+        # Meanwhile another runner took the job and finished it, and it was requested again.
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("UPDATE jobs SET status = 'done', lease_owner = NULL, lease_until = NULL")
+            await jobs.enqueue(
+                conn,
+                schema,
+                queue="q",
+                dedupe_key="requested-twice",
+                group_key="acct-1",
+                payload={"again": True},
+            )
+        lease_taken.set()
+        await _until(lambda: asyncio.sleep(0, result=len(outcomes) == 2))
+    assert outcomes == ["first request: lease lost", "second request: completed"]
+    assert await _statuses(pool) == {"requested-twice": "done"}
+
+
+async def test_a_runner_that_finds_its_lease_taken_stops_the_work(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "slow")
+    cancelled = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        try:
+            await asyncio.sleep(30)  # a slow side effect
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    async with _running(pool, schema, handler, lease_s=0.3):
+        await _until(lambda: _count(pool, "running", 1))
+        await asyncio.sleep(0.5)  # renewed while the lease is its own
+        assert not cancelled.is_set()
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE jobs SET lease_owner = 'another', lease_until = now() + interval '1 minute'"
+            )
+        await asyncio.wait_for(cancelled.wait(), 2.0)
+    async with pool.acquire() as conn:
+        assert tuple(await conn.fetchrow("SELECT status, lease_owner FROM jobs")) == ("running", "another")
+
+
+async def test_a_job_whose_lease_ran_out_while_its_runner_still_works_on_it_is_not_started_again_by_that_runner(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "outlived")
+    let_go = asyncio.Event()
+    ran: list[int] = []
+
+    async def handler(job: Job) -> None:
+        ran.append(job.attempts)
+        await let_go.wait()
+        async with pool.acquire() as conn, conn.transaction():
+            await jobs.complete(conn, job)
+
+    async with _running(pool, schema, handler):
+        await _until(lambda: _count(pool, "running", 1))
+        async with pool.acquire() as conn:  # the renewals failed through an outage longer than the lease
+            await conn.execute("UPDATE jobs SET lease_until = now() - interval '1 second'")
+        await asyncio.sleep(0.3)  # six polls
+        let_go.set()
+        await _until(lambda: _all_in(pool, "done", 1))
+    assert ran == [1]
 
 
 async def test_finished_work_requested_again_runs_again(jobs_schema: tuple[str, asyncpg.Pool]) -> None:

@@ -30,7 +30,7 @@ async def pool(harness: Any) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
+def _finished(image_id: int, job_id: int, lease_owner: str = "runner") -> repository.FinishedResult:
     result = example(events.ImageGenerated).model_copy(update={"image_id": image_id, "task_id": uuid.uuid4()})
     call = example(events.AiFunctionCalled).model_copy(update={"call_id": uuid.uuid4(), "image_id": image_id})
     assert isinstance(result, events.ImageGenerated)
@@ -38,6 +38,7 @@ def _finished(image_id: int, job_id: int) -> repository.FinishedResult:
         result=result,
         account_id=7,
         job_id=job_id,
+        lease_owner=lease_owner,
         events=[make_event(call, account_id=7, correlation_id="t")],
         events_if_new=[make_event(result, account_id=7, correlation_id="t")],
     )
@@ -53,10 +54,10 @@ async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_gener
             "generate",
             [jobs.NewJob(k, "7", {}) for k in ("first-runner", "second-runner")],
         )
-        job_ids = [r["id"] for r in await conn.fetch("SELECT id FROM jobs ORDER BY id")]
+        job_ids = await _leased(conn, "runner")
     first, second = _finished(500, job_ids[0]), _finished(500, job_ids[1])  # overlapping leases
-    await repository.commit_results(pool, [first], "outbox_generator")
-    await repository.commit_results(pool, [second], "outbox_generator")
+    assert await repository.commit_results(pool, [first], "outbox_generator") == [True]
+    assert await repository.commit_results(pool, [second], "outbox_generator") == [True]
 
     async with pool.acquire() as conn:
         written = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM outbox")}
@@ -72,12 +73,39 @@ async def test_a_result_stored_before_writes_its_call_log_but_not_a_second_gener
     assert states == ["done", "done"]
 
 
+async def test_a_result_whose_job_was_taken_by_another_runner_does_not_complete_it(
+    pool: asyncpg.Pool,
+) -> None:
+    async with pool.acquire() as conn:
+        await jobs.enqueue_many(
+            conn, "generator", "generate", [jobs.NewJob(k, "7", {}) for k in ("kept", "taken")]
+        )
+        kept, taken = await _leased(conn, "runner")
+        await conn.execute("UPDATE jobs SET lease_owner = 'another-runner' WHERE id = $1", taken)
+
+    completed = await repository.commit_results(
+        pool, [_finished(700, kept), _finished(701, taken)], "outbox_generator"
+    )
+
+    states = {r["id"]: (r["status"], r["lease_owner"]) for r in await pool.fetch("SELECT * FROM jobs")}
+    assert completed == [True, False]
+    assert states == {kept: ("done", None), taken: ("running", "another-runner")}
+
+
+async def _leased(conn: asyncpg.Connection, owner: str) -> list[int]:
+    """Lease every job to `owner`, as a claim does; their ids."""
+    rows = await conn.fetch(
+        "UPDATE jobs SET status = 'running', attempts = 1, lease_owner = $1 RETURNING id", owner
+    )
+    return sorted(r["id"] for r in rows)
+
+
 async def test_starting_a_group_announces_the_new_images_and_returns_the_stored_result_of_the_others(
     pool: asyncpg.Pool,
 ) -> None:
     async with pool.acquire() as conn:
         await jobs.enqueue_many(conn, "generator", "generate", [jobs.NewJob("done-before", "7", {})])
-        job_id = await conn.fetchval("SELECT id FROM jobs")
+        [job_id] = await _leased(conn, "runner")
     done_before = _finished(601, job_id)
     await repository.commit_results(pool, [done_before], "outbox_generator")
     before = {r["event_id"] for r in await pool.fetch("SELECT event_id FROM outbox")}

@@ -76,19 +76,24 @@ class FinishedResult:
     result: ImageGenerated
     account_id: int
     job_id: int
+    lease_owner: str  # the job's lease: a job no longer leased to this attempt is not completed
     events: Sequence[OutgoingEvent]  # always written
     events_if_new: Sequence[OutgoingEvent]  # written only if this result was not stored before
 
 
-async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult], outbox_channel: str) -> None:
+async def commit_results(
+    pool: asyncpg.Pool, finished: Sequence[FinishedResult], outbox_channel: str
+) -> list[bool]:
     """In ONE statement (one round trip, its own transaction): store the results, write their events to the
     outbox (`events_if_new` only for a result not stored before: another runner whose lease overlapped ours
-    already announced it), complete their jobs, and wake the relay."""
+    already announced it), complete their jobs, and wake the relay. Answers, per result, whether its job was
+    completed: not when its lease passed to another runner meanwhile (its writes are keyed, so they double
+    nothing the other runner writes)."""
     results = [f.result for f in finished]
     events = [(f.result, e, False) for f in finished for e in f.events] + [
         (f.result, e, True) for f in finished for e in f.events_if_new
     ]
-    await pool.execute(
+    completed = await pool.fetchval(
         f"""
         WITH saved AS (
             INSERT INTO results (image_id, revision, content_id, account_id, payload)
@@ -107,9 +112,9 @@ async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult],
                OR EXISTS (SELECT 1 FROM saved s WHERE s.image_id = e.image_id AND s.revision = e.revision)
             RETURNING 1
         ), done AS (
-            {jobs.completion(15)}
+            {jobs.completion(15, 16)}
         )
-        SELECT pg_notify($16, '') WHERE EXISTS (SELECT 1 FROM written)
+        SELECT array(SELECT id FROM done), (SELECT pg_notify($17, '') WHERE EXISTS (SELECT 1 FROM written))
         """,
         [r.image_id for r in results],
         [r.revision for r in results],
@@ -121,8 +126,10 @@ async def commit_results(pool: asyncpg.Pool, finished: Sequence[FinishedResult],
         [if_new for _, _, if_new in events],
         *outbox_arrays([e for _, e, _ in events]),
         [f.job_id for f in finished],
+        [f.lease_owner for f in finished],
         outbox_channel,
     )
+    return [f.job_id in completed for f in finished]
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -175,7 +176,7 @@ class ImageGeneration:
         self._announcements: GroupWriter[repository.Announcement, ImageGenerated | None] = GroupWriter(
             self._announce_group
         )
-        self._results: GroupWriter[repository.FinishedResult, None] = GroupWriter(
+        self._results: GroupWriter[repository.FinishedResult, bool] = GroupWriter(
             self._commit_group, linger_s=limits.result_linger_s
         )
 
@@ -208,16 +209,19 @@ class ImageGeneration:
             output_tokens=output.output_tokens,
             error=None,
         )
-        await self._results.submit(
+        completed = await self._results.submit(
             repository.FinishedResult(
                 result=result,
                 account_id=envelope.account_id,
                 job_id=job.id,
+                lease_owner=job.lease_owner,
                 events=[called],
                 # Only for a result not stored before: another runner whose lease overlapped ours announced it.
                 events_if_new=[messages.generated(envelope, result)],
             )
         )
+        if not completed:
+            raise jobs.LeaseLost(job)
 
     async def on_exhausted(self, conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
         """After the last attempt: `image.generation.failed` for the user, the request to the DLQ for operators."""
@@ -260,9 +264,8 @@ class ImageGeneration:
     ) -> list[ImageGenerated | None]:
         return await repository.stored_results_or_announce(self._pool, announcements, self._outbox.channel)
 
-    async def _commit_group(self, finished: Sequence[repository.FinishedResult]) -> list[None]:
-        await repository.commit_results(self._pool, finished, self._outbox.channel)
-        return [None] * len(finished)
+    async def _commit_group(self, finished: Sequence[repository.FinishedResult]) -> list[bool]:
+        return await repository.commit_results(self._pool, finished, self._outbox.channel)
 
     async def _reemit(
         self, job: Job, envelope: Envelope, request: ImageGenerationRequested, stored: ImageGenerated
@@ -456,6 +459,9 @@ class ImageGeneration:
             )
         except InvalidProviderOutputError as error:
             raise FailJob(failure_reason(error)) from error
+        except BrokenProcessPool as error:
+            # A render worker died; the paid call's bytes are stored, so the retry renders them without paying.
+            raise RetryJob(f"a render worker died: {error}") from error
 
 
 def failure_reason(error: ProviderError) -> str:
