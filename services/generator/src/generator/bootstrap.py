@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from generator.adapters.provider_registry import ProviderRegistry
-from generator.adapters.providers import create_render_pool
 from generator.adapters.rate_limit import Limit, PostgresTokenBucket
+from generator.adapters.render_pool import RenderPool, create_render_pool
 from generator.domain.rules import GENERATE_QUEUE
 from generator.service.generation import GenerationLimits, ImageGeneration, accept_requests
 from generator.settings import GeneratorSettings
@@ -31,7 +30,7 @@ class GeneratorService:
     generation: ImageGeneration
     runner: JobRunner
     consumer: EventConsumer | None
-    render_pool: ProcessPoolExecutor
+    render_pool: RenderPool
     providers: ProviderRegistry
 
 

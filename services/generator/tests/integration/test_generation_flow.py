@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -208,3 +211,19 @@ async def test_calls_to_one_provider_never_exceed_its_concurrency_bound(
         await harness.outcome(lambda o: len(o.images("image.generated")) == 6)
 
     assert fake_openai.max_in_flight == 2
+
+
+async def test_a_render_worker_killed_by_the_os_costs_no_image(harness: Any, fake_openai: FakeOpenAI) -> None:
+    local = [harness.request(1200 + i, position=i) for i in range(4)]
+    paid = harness.request(1210, provider="openai", model="dall-e-2")  # its renditions use the pool too
+
+    async with generator_running(harness.settings(openai_base_url=fake_openai.base_url)) as service:
+        worker = await asyncio.get_running_loop().run_in_executor(service.render_pool, os.getpid)
+        os.kill(worker, signal.SIGKILL)  # as the OOM killer would
+        await harness.publish([*local, paid])
+        outcome = await harness.outcome(
+            lambda o: len(o.images("image.generated") | o.images("image.generation.failed")) == 5
+        )
+
+    assert outcome.images("image.generation.failed") == set()
+    assert outcome.images("image.generated") == {1200, 1201, 1202, 1203, 1210}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
 import statistics
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 from PIL import Image
@@ -18,16 +19,17 @@ from generator.adapters.providers import (
     LocalProvider,
     ProviderConfigError,
     ProviderTimeoutError,
+    ProviderUnavailableError,
     build_provider,
-    create_render_pool,
 )
 from generator.adapters.providers.local import render_prompt_png
+from generator.adapters.render_pool import RenderPool, create_render_pool
 
 PROMPT = "A lighthouse on a cliff at dusk, watercolour"
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[ProcessPoolExecutor]:
+def pool() -> Iterator[RenderPool]:
     pool = create_render_pool(max_workers=2)
     # Start both workers now, so process start-up is not mistaken for rendering in the timing tests.
     list(pool.map(render_prompt_png, ["warm-up"] * 4, [64] * 4, [64] * 4))
@@ -36,7 +38,7 @@ def pool() -> Iterator[ProcessPoolExecutor]:
 
 
 @pytest.fixture
-def provider(pool: ProcessPoolExecutor) -> LocalProvider:
+def provider(pool: RenderPool) -> LocalProvider:
     return LocalProvider(pool)
 
 
@@ -133,7 +135,7 @@ async def test_an_impossible_size_is_a_configuration_error(
         await provider.generate(spec(width=width, height=height), timeout_s=10)
 
 
-def test_build_provider_gives_the_local_provider_its_pool(pool: ProcessPoolExecutor) -> None:
+def test_build_provider_gives_the_local_provider_its_pool(pool: RenderPool) -> None:
     provider = build_provider("local", openai_base_url=None, openai_api_key=None, process_pool=pool)
 
     assert provider.name == "local"
@@ -143,3 +145,26 @@ def test_build_provider_gives_the_local_provider_its_pool(pool: ProcessPoolExecu
 def test_build_provider_refuses_an_unknown_provider() -> None:
     with pytest.raises(ProviderConfigError):
         build_provider("midjourney", openai_base_url=None, openai_api_key=None, process_pool=None)
+
+
+async def test_a_killed_render_worker_fails_only_the_renders_in_flight_and_the_next_ones_succeed() -> None:
+    pool = create_render_pool(max_workers=2)  # its own: the kill must not reach the other tests' pool
+    try:
+        provider = LocalProvider(pool)
+        worker = await asyncio.get_running_loop().run_in_executor(pool, os.getpid)
+        # Eight 4096² renders keep both workers busy for well over a second.
+        in_flight = [
+            asyncio.ensure_future(provider.generate(spec(f"big {n}", 4096, 4096), timeout_s=60))
+            for n in range(8)
+        ]
+        await asyncio.sleep(0.3)
+        os.kill(worker, signal.SIGKILL)  # as the OOM killer would
+        outcomes = await asyncio.gather(*in_flight, return_exceptions=True)
+        lost = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        after = await asyncio.gather(*(provider.generate(spec(f"after {n}"), timeout_s=30) for n in range(4)))
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+    assert lost, "the kill should have caught renders in flight"
+    assert all(isinstance(error, ProviderUnavailableError) and error.retryable for error in lost), lost
+    assert [image.data for image in after] == [render_prompt_png(f"after {n}", 512, 512) for n in range(4)]

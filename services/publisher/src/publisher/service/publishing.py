@@ -163,9 +163,11 @@ async def _publish_with(
 ) -> None:
     async with deps.pool.acquire() as conn:
         state = await repo.start_publication(conn, request)
+    # Without the post lock, so it overlaps the media uploads; only worth it while no create was ever noted,
+    # the one case where it can be trusted (see `_create_or_update_post`).
     lookup = (
         asyncio.create_task(_find_by_key(client, request.publication_key))
-        if state.post_id is None and _must_look_up(client, state.create_attempts)
+        if state.post_id is None and state.create_attempts == 0 and client.has_bridge_plugin is None
         else None
     )
     try:
@@ -293,9 +295,12 @@ async def _create_or_update_post(
             if now.post_id is not None and now.post_id != state.post_id:
                 post = await client.get_post(now.post_id)  # another attempt created it meanwhile
             if post is None and _must_look_up(client, now.create_attempts):
-                early_lookup_valid = lookup is not None and now.create_attempts == state.create_attempts
-                post = await lookup if lookup is not None and early_lookup_valid else None
-                if not early_lookup_valid:
+                if lookup is not None and now.create_attempts == 0:
+                    post = await lookup  # no create was ever noted: there was nothing it could miss
+                else:
+                    # A create may have run beside any lookup made without the lock: noted and committed first,
+                    # then sent, it can land in WordPress after that lookup found nothing, and its attempt
+                    # can end without storing the post id. Under the lock that attempt has ended.
                     post = await _find_by_key(client, request.publication_key)
             if post is None:
                 async with deps.pool.acquire() as marker:  # committed now, whatever happens to the create
@@ -313,7 +318,8 @@ def _must_look_up(client: WordPressClient, create_attempts: int) -> bool:
     """Look for a post by its key before creating one when a create was attempted for this key (attempts are
     committed before the create, so a crash may have left a post we never stored), or while it is unknown
     whether the site has the bridge plugin (the lookup finds out; a create needs to know how to mark the post).
-    The key lookup runs while the media upload, trusted only if no create happened meanwhile."""
+    The lookup that starts beside the media uploads is trusted only while no create was ever noted for the key;
+    any other runs under the post lock."""
     return create_attempts > 0 or client.has_bridge_plugin is None
 
 

@@ -17,7 +17,7 @@ from generator.adapters.providers.base import (
     ProviderUsage,
     RateLimitedError,
 )
-from generator.adapters.providers.local import LOCAL_MODEL, LocalProvider, create_render_pool
+from generator.adapters.providers.local import LOCAL_MODEL, LocalProvider
 from generator.adapters.providers.openai_provider import OPENAI_MODELS, OpenAIProvider
 
 SUPPORTED_MODELS: dict[str, tuple[str, ...]] = {
@@ -41,7 +41,6 @@ __all__ = [
     "ProviderUsage",
     "RateLimitedError",
     "build_provider",
-    "create_render_pool",
 ]
 
 

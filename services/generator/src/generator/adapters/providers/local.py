@@ -1,6 +1,7 @@
 """The `local` provider: a deterministic picture drawn from the prompt, no network, no cost.
 
-Rendering and PNG encoding are CPU-bound, so they run in a process pool; the event loop only waits.
+Rendering and PNG encoding are CPU-bound, so they run in a process pool (`adapters.render_pool`); the event
+loop only waits.
 """
 
 from __future__ import annotations
@@ -8,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
-import multiprocessing
-import os
 import textwrap
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -41,19 +40,6 @@ _RAMP_TURNS = (
     Image.Transpose.ROTATE_270,
     Image.Transpose.TRANSPOSE,
 )
-
-
-def create_render_pool(max_workers: int | None = None) -> ProcessPoolExecutor:
-    """A pool for `render_prompt_png` and the imaging functions; one worker per core by default.
-
-    forkserver, not fork: the parent runs an event loop and threads (Kafka client, HTTP server), and forking a
-    threaded process can copy a held lock into the child. As with spawn, workers import the main module,
-    so a script that creates the pool needs the `if __name__ == "__main__":` guard.
-    """
-    return ProcessPoolExecutor(
-        max_workers=max_workers or os.cpu_count() or 1,
-        mp_context=multiprocessing.get_context("forkserver"),
-    )
 
 
 def render_prompt_png(prompt: str, width: int, height: int) -> bytes:
@@ -165,7 +151,8 @@ class LocalProvider:
         except TimeoutError as error:
             raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
         except BrokenProcessPool as error:
-            raise ProviderUnavailableError(f"render pool is broken: {error}") from error
+            # A worker died under this render (or beside it); the pool is rebuilt for the retry.
+            raise ProviderUnavailableError(f"a render worker died: {error}") from error
 
     async def aclose(self) -> None:
         """Nothing to release: the pool belongs to whoever created it."""
@@ -180,4 +167,5 @@ class LocalProvider:
         except TimeoutError as error:
             raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
         except BrokenProcessPool as error:
-            raise ProviderUnavailableError(f"render pool is broken: {error}") from error
+            # A worker died under this render (or beside it); the pool is rebuilt for the retry.
+            raise ProviderUnavailableError(f"a render worker died: {error}") from error
