@@ -188,6 +188,11 @@ class ContentPublished(Payload):
     sync_status: SyncStatus
     featured_media_id: int | None
     media_ids: dict[str, int] = Field(description="image id (as string) → WordPress media id")
+    modified_gmt: datetime | None = Field(
+        default=None,
+        description="the post's modification time in WordPress after this publication: orders it among the "
+        "post's changes made in WordPress (`wordpress.post.changed`), which travel on another topic",
+    )
 
 
 class ContentPublishFailed(Payload):

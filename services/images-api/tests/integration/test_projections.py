@@ -36,10 +36,10 @@ async def _until(tenant: Tenant, content_id: int, done: Callable[[dict[str, Any]
     raise AssertionError(f"the grouped view never got there: {group}")
 
 
-async def _published(
-    tenant: Tenant, kafka_bootstrap: str, site_id: int, post_id: str, title: str = "A day in Lisbon"
-) -> tuple[dict[str, Any], str]:
-    """A content published through the API as WordPress post `post_id`; the content and its publication key."""
+async def _requested(
+    tenant: Tenant, kafka_bootstrap: str, site_id: int, title: str
+) -> tuple[dict[str, Any], events.ContentPublishRequested]:
+    """A content whose publication was requested through the API, and the request the publisher got."""
     content = await tenant.content(site_id=site_id, title=title)
     async with tenant.app.state.resources.pool.acquire() as conn:
         await conn.execute(  # what the generator leaves, so that the seed's rule lets it be published
@@ -58,21 +58,37 @@ async def _published(
     )
     request = events.decode_envelope(records[0].value)[1]
     assert isinstance(request, events.ContentPublishRequested)
+    return content, request
+
+
+def _published_event(
+    tenant: Tenant,
+    request: events.ContentPublishRequested,
+    post_id: str,
+    modified_gmt: datetime | None = None,
+) -> events.OutgoingEvent:
     published = events.ContentPublished(
-        publication_id=publication_id,
+        publication_id=request.publication_id,
         attempt_id=request.attempt_id,
-        content_id=content["id"],
-        site_id=site_id,
+        content_id=request.content_id,
+        site_id=request.site_id,
         external_id=post_id,
         external_url=f"https://blog.example.com/?p={post_id}",
         wp_status="publish",
         sync_status="published",
         featured_media_id=None,
         media_ids={},
+        modified_gmt=modified_gmt,
     )
-    await send_events(
-        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
-    )
+    return make_event(published, account_id=tenant.account_id, correlation_id="t")
+
+
+async def _published(
+    tenant: Tenant, kafka_bootstrap: str, site_id: int, post_id: str, title: str = "A day in Lisbon"
+) -> tuple[dict[str, Any], str]:
+    """A content published through the API as WordPress post `post_id`; the content and its publication key."""
+    content, request = await _requested(tenant, kafka_bootstrap, site_id, title)
+    await send_events(kafka_bootstrap, [_published_event(tenant, request, post_id)])
     await _until(tenant, content["id"], lambda g: g["external_id"] == post_id)
     return content, request.publication_key
 
@@ -313,3 +329,40 @@ async def test_a_generation_result_delivered_again_never_overrides_the_status_th
     await _until_image(tenant, second_id, "generated")  # results of one content are handled in order
 
     assert await _image_status(tenant, first_id) == "failed"
+
+
+async def test_a_publication_result_older_than_a_change_made_in_wordpress_leaves_the_newer_state(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    site = await tenant.site()
+    content, request = await _requested(tenant, kafka_bootstrap, site["id"], "A day in Lisbon")
+    published_at = utcnow()
+    # The editor unpublished the new post a moment after it went live, and that change came in first.
+    await send_events(
+        kafka_bootstrap,
+        [
+            _post_changed(
+                tenant,
+                site["id"],
+                "5678",
+                wp_status="draft",
+                modified_gmt=published_at + timedelta(seconds=3),
+                publication_key=request.publication_key,
+            )
+        ],
+    )
+    await _until(tenant, content["id"], lambda g: g["sync_status"] == "draft")
+
+    await send_events(kafka_bootstrap, [_published_event(tenant, request, "5678", modified_gmt=published_at)])
+
+    async def publication_recorded() -> bool:
+        response = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")
+        return bool(response.json()["data"][0]["status"] == "published")
+
+    for _ in range(200):
+        if await publication_recorded():
+            break
+        await asyncio.sleep(0.05)
+    assert await publication_recorded()
+    group = await _group(tenant, content["id"])
+    assert (group["sync_status"], group["external_url"], group["external_id"]) == ("draft", None, "5678")

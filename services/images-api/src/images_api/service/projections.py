@@ -234,8 +234,11 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         """
         UPDATE contents SET external_id = $3, external_url = $4, sync_status = $5, wp_status = $6,
                             publication_key = coalesce($7, publication_key), wp_title = coalesce($8, wp_title),
-                            updated_at = now()
+                            wp_modified_at = coalesce($9, wp_modified_at), updated_at = now()
         WHERE id = $1 AND account_id = $2
+          -- A change made in WordPress after this publication may have come first (another topic): the
+          -- newer state stays.
+          AND (wp_modified_at IS NULL OR $9::timestamptz IS NULL OR wp_modified_at <= $9)
         """,
         p.content_id,
         account_id,
@@ -246,6 +249,7 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         publication["publication_key"] if publication else None,
         # The post now has the title we sent: WordPress reporting it back is no edit made there.
         publication["title"] if publication else None,
+        p.modified_gmt,
     )
     await notify(conn, publication_topic(p.publication_id))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
 
@@ -77,6 +78,7 @@ class Post:
     status: str
     link: str
     featured_media: int
+    modified_gmt: datetime | None = None  # WordPress's post_modified_gmt (UTC)
 
 
 @dataclass(frozen=True)
@@ -424,7 +426,18 @@ class WordPressClient:
             str(body["status"]),
             str(body.get("link") or ""),
             int(body.get("featured_media") or 0),
+            _gmt(body.get("modified_gmt")),
         )
+
+
+def _gmt(value: object) -> datetime | None:
+    """A `*_gmt` field of the REST API ("2024-05-01T10:00:00": UTC, written without an offset)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        return None
 
 
 def _fingerprint(site: SiteConnection) -> tuple[str, str, str]:

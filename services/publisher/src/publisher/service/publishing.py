@@ -223,6 +223,7 @@ async def _publish_media_then_post(
         sync_status=sync_status_of(post.status),
         featured_media_id=featured.id if featured else None,
         media_ids={str(image_id): m.id for image_id, m in media.items()},
+        modified_gmt=post.modified_gmt,
     )
     async with deps.pool.acquire() as conn, conn.transaction():
         await repo.mark_published(conn, request.publication_key, request.attempt_id, post.status, post.link)
