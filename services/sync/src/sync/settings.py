@@ -31,6 +31,9 @@ class SyncSettings(ServiceSettings):
     # Posts modified within the same second as the watermark are fetched again (modified_after is exclusive
     # and WordPress keeps seconds); what was already seen emits nothing.
     reconcile_overlap_s: int = 1
+    # WordPress lists by local time, which runs back when clocks go back: a pass starts that much before its
+    # watermark (see sync.domain.site_time). For a site whose time zone cannot be read, this much.
+    reconcile_unknown_zone_setback_s: int = 2 * 3600
     reconcile_backoff_base_s: float = 5.0
     reconcile_backoff_max_s: float = 900.0
 

@@ -177,6 +177,22 @@ async def test_forged_stale_foreign_and_malformed_webhooks_are_refused_and_emit_
     assert await sync_db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE post_id = $1", post_id) == 0
 
 
+async def test_a_timestamp_of_non_ascii_digits_is_refused_like_any_bad_timestamp(
+    http: httpx.AsyncClient, registered_site: RegisteredSite
+) -> None:
+    site = registered_site
+    body = webhook_body(site.site_key, new_post_id(), "draft")
+    headers = {name.encode(): value.encode() for name, value in signed_headers(site.secret, body).items()}
+    # The byte 0xB2 arrives as "²" (headers are Latin-1), which str.isdigit() calls a digit.
+    headers[b"webhook-timestamp"] = b"\xb2"
+
+    response = await http.post(WEBHOOK, content=body, headers=headers)
+
+    assert response.status_code == 401, response.text
+    assert response.json()["success"] is False
+    assert response.json()["error"] == (await send(http, "not-the-secret", body)).json()["error"]
+
+
 async def test_a_refused_webhook_id_does_not_block_the_genuine_webhook_with_that_id(
     http: httpx.AsyncClient, registered_site: RegisteredSite
 ) -> None:

@@ -8,6 +8,7 @@ import hmac
 import html
 import json
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from writer_images.testing.stack import configure_bridge
 from writer_images.testing.wordpress import WordPressSite
 from writer_images.testing.wordpress_fixtures import WordPressFactory
 
@@ -47,6 +49,7 @@ class WebhookReceiver:
     def __init__(self) -> None:
         self.received: list[Webhook] = []
         self.status = 204
+        self.delay_s = 0.0  # a remote receiver's round trip
         self._changed = threading.Condition()
         receiver = self
 
@@ -56,6 +59,7 @@ class WebhookReceiver:
                 with receiver._changed:
                     receiver.received.append(Webhook({k.lower(): v for k, v in self.headers.items()}, body))
                     receiver._changed.notify_all()
+                time.sleep(receiver.delay_s)
                 self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -85,6 +89,9 @@ class WebhookReceiver:
 
     def payloads(self) -> list[dict[str, Any]]:
         return [webhook.payload for webhook in self.received]
+
+    def ids(self) -> list[str]:
+        return [webhook.headers["webhook-id"] for webhook in self.received]
 
     def close(self) -> None:
         self._server.shutdown()
@@ -255,7 +262,7 @@ def test_the_lookup_and_health_routes_need_an_authenticated_editor(
 
     assert health.status_code == 200
     assert health.json()["plugin"] == "writer-images-bridge"
-    assert health.json()["version"] == "1.0.0"
+    assert health.json()["version"] == "1.1.0"
     assert health.json()["webhook_configured"] is True
 
 
@@ -315,3 +322,176 @@ def untrash_in_wp_admin(site: WordPressSite, post_id: int) -> None:
         assert links, "the Trash list offers Restore"
         restored = browser.get(html.unescape(links[0]))
         assert restored.status_code == 302
+
+
+# ---------------------------------------------------------------- a receiver that does not accept webhooks
+# A site of its own, so that its queue and its pause never leak into the tests above.
+
+
+@pytest.fixture(scope="module")
+def troubled_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="module")
+def troubled_site(
+    wordpress_factory: WordPressFactory, troubled_receiver: WebhookReceiver
+) -> Iterator[WordPressSite]:
+    site = wordpress_factory.start(
+        bridge_plugin=PLUGIN_DIR, webhook_url=troubled_receiver.url, bridge_secret=SECRET, site_key="site-43"
+    )
+    yield site
+    wordpress_factory.stop(site)
+
+
+@pytest.fixture
+def troubled_editor(
+    troubled_site: WordPressSite, troubled_receiver: WebhookReceiver
+) -> Iterator[httpx.Client]:
+    """An editor of `troubled_site`, which starts each test with an empty queue, no pause and an accepting
+    receiver."""
+    troubled_receiver.status, troubled_receiver.delay_s = 204, 0.0
+    run_retry_cron(troubled_site)
+    run_php(troubled_site, "delete_option('writer_images_bridge_pause');")
+    with httpx.Client(base_url=troubled_site.rest_url, auth=troubled_site.editor_auth, timeout=60) as client:
+        assert health(client)["queued_webhooks"] == 0
+        yield client
+
+
+def health(editor: httpx.Client) -> dict[str, Any]:
+    answer: dict[str, Any] = editor.get("/writer-images/v1/health").json()
+    return answer
+
+
+def run_retry_cron(site: WordPressSite) -> None:
+    """Run the plugin's WP-Cron event now, as `wp cron event run` would (test sites have no cron)."""
+    run_php(site, "do_action('writer_images_bridge_retry');")
+
+
+def run_php(site: WordPressSite, code: str) -> None:
+    """PHP code run inside the site, from the command line."""
+    done = subprocess.run(
+        ["php", "-r", f"require 'wp-load.php'; {code}"],
+        cwd=site.root_dir,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+
+
+@dataclass(frozen=True)
+class Save:
+    post_id: int
+    webhooks_sent: int  # POSTs that reached the receiver while WordPress handled the save
+    seconds: float
+
+
+def save_post(editor: httpx.Client, receiver: WebhookReceiver) -> Save:
+    before, started = len(receiver.received), time.monotonic()
+    post_id = create_post(editor, new_key())
+    # php -S answers once the request is over, shutdown hooks (where the plugin sends) included.
+    return Save(post_id, len(receiver.received) - before, time.monotonic() - started)
+
+
+def test_a_receiver_refusing_every_webhook_costs_the_editor_one_post_then_none_until_it_accepts(
+    troubled_site: WordPressSite, troubled_editor: httpx.Client, troubled_receiver: WebhookReceiver
+) -> None:
+    # A wrong secret or site key, or this server's clock more than 5 minutes off: every webhook gets 401.
+    troubled_receiver.status, troubled_receiver.delay_s = 401, 1.0
+    start = len(troubled_receiver.received)
+
+    saves = [save_post(troubled_editor, troubled_receiver) for _ in range(8)]
+
+    assert [save.webhooks_sent for save in saves] == [1, 0, 0, 0, 0, 0, 0, 0], (
+        "after a refusal editor requests send nothing and leave the queue to WP-Cron"
+    )
+    assert sum(save.seconds for save in saves[1:]) < 7 * troubled_receiver.delay_s, "saving stays fast"
+    assert health(troubled_editor)["queued_webhooks"] == 8, "nothing is lost: a secret can be fixed"
+    assert health(troubled_editor)["paused_until"] is not None
+
+    run_retry_cron(troubled_site)  # WP-Cron keeps asking, one webhook per run while refused
+
+    refused = troubled_receiver.ids()[start:]
+    assert len(refused) == 2
+    assert refused[1] == refused[0], "the oldest, with its webhook id"
+
+    troubled_receiver.status, troubled_receiver.delay_s = 204, 0.0  # the secret was fixed
+    run_retry_cron(troubled_site)
+
+    assert health(troubled_editor)["queued_webhooks"] == 0
+    assert health(troubled_editor)["paused_until"] is None
+    delivered = [webhook.payload["post_id"] for webhook in troubled_receiver.received[start + 2 :]]
+    assert delivered == [save.post_id for save in saves], "in the order of the changes"
+    assert all(signature_is_valid(webhook, SECRET) for webhook in troubled_receiver.received[start:])
+    assert save_post(troubled_editor, troubled_receiver).webhooks_sent == 1, "editor requests send again"
+
+
+def test_a_webhook_the_receiver_refuses_as_malformed_is_dropped_at_once_and_logged(
+    troubled_site: WordPressSite, troubled_editor: httpx.Client, troubled_receiver: WebhookReceiver
+) -> None:
+    troubled_receiver.status = 422
+
+    refused = save_post(troubled_editor, troubled_receiver)
+
+    assert refused.webhooks_sent == 1
+    assert health(troubled_editor)["queued_webhooks"] == 0, "a 422 is permanent: not queued for a retry"
+    assert health(troubled_editor)["paused_until"] is None
+    [refused_id] = troubled_receiver.ids()[-1:]
+    log = troubled_site.debug_log.read_text()
+    assert f"dropping webhook {refused_id}" in log and "HTTP 422" in log
+    assert SECRET not in log
+
+    troubled_receiver.status = 204
+    accepted = save_post(troubled_editor, troubled_receiver)
+    run_retry_cron(troubled_site)
+
+    assert accepted.webhooks_sent == 1
+    assert troubled_receiver.ids().count(refused_id) == 1, "never sent again"
+
+
+def test_an_editor_save_sends_a_few_queued_webhooks_and_leaves_the_rest_to_wp_cron(
+    troubled_site: WordPressSite, troubled_editor: httpx.Client, troubled_receiver: WebhookReceiver
+) -> None:
+    troubled_receiver.status = 503  # down: each save tries the oldest webhook once, then queues its own
+    backlog = [save_post(troubled_editor, troubled_receiver) for _ in range(12)]
+    assert {save.webhooks_sent for save in backlog} == {1}
+    assert health(troubled_editor)["queued_webhooks"] == 12
+    troubled_receiver.status = 204
+    sent_before = len(troubled_receiver.received)
+
+    save = save_post(troubled_editor, troubled_receiver)
+
+    # Oldest first (order per post), at most 5 queued webhooks besides the request's own change.
+    assert save.webhooks_sent == 6
+    assert health(troubled_editor)["queued_webhooks"] == 13 - 6
+    run_retry_cron(troubled_site)
+    assert health(troubled_editor)["queued_webhooks"] == 0
+    delivered = [webhook.payload["post_id"] for webhook in troubled_receiver.received[sent_before:]]
+    assert delivered == [s.post_id for s in [*backlog, save]]
+
+
+def test_a_new_secret_ends_the_pause_after_a_refusal(
+    troubled_site: WordPressSite, troubled_editor: httpx.Client, troubled_receiver: WebhookReceiver
+) -> None:
+    troubled_receiver.status = 401
+    save_post(troubled_editor, troubled_receiver)
+    assert health(troubled_editor)["refused_with"] == 401
+    troubled_receiver.status = 204
+    wp_config = troubled_site.root_dir / "wp-config.php"
+
+    configure_bridge(wp_config, webhook_url=troubled_receiver.url, secret="corrected", site_key="site-43")
+    try:
+        deadline = time.monotonic() + 10  # php -S's opcache looks at wp-config.php again every 2 s
+        while health(troubled_editor)["paused_until"] is not None:
+            assert time.monotonic() < deadline, "the new secret ended the pause"
+            time.sleep(0.1)
+        save = save_post(troubled_editor, troubled_receiver)
+    finally:
+        configure_bridge(wp_config, webhook_url=troubled_receiver.url, secret=SECRET, site_key="site-43")
+
+    assert save.webhooks_sent == 2, "the queued webhook, then the save's own"
+    assert all(signature_is_valid(webhook, "corrected") for webhook in troubled_receiver.received[-2:])

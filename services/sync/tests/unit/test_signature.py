@@ -68,7 +68,13 @@ def test_timestamps_within_five_minutes_are_accepted(offset: int) -> None:
     check_timestamp(str(1_700_000_000 + offset), now=1_700_000_000, tolerance_s=300)
 
 
-@pytest.mark.parametrize("timestamp", ["", "-5", "1.5", "abc", "9" * 40])
+@pytest.mark.parametrize(
+    "timestamp",
+    ["", "-5", "1.5", "abc", " 1700000000", "9" * 40, "\u00b2", "\u0661\u0667" + "\u0660" * 8],
+    # Superscript two (the header byte 0xB2 read as Latin-1) and Arabic-Indic digits are digits to
+    # str.isdigit(); only ASCII digits are Unix seconds.
+    ids=["empty", "negative", "fraction", "letters", "padded", "too long", "superscript", "arabic-indic"],
+)
 def test_a_timestamp_that_is_not_unix_seconds_is_refused(timestamp: str) -> None:
     with pytest.raises(SignatureError):
         check_timestamp(timestamp, now=1_700_000_000, tolerance_s=300)

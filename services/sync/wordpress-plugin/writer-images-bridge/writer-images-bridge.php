@@ -2,7 +2,7 @@
 /**
  * Plugin Name:       Writer Images Bridge
  * Description:       Tells Writer Images when posts change (signed webhooks) and lets it find its posts by publication key.
- * Version:           1.0.0
+ * Version:           1.1.0
  * Requires at least: 6.0
  * Requires PHP:      7.2
  * Author:            Writer Images
@@ -17,14 +17,24 @@ if ( ! defined( 'ABSPATH' ) ) {
 }
 
 final class Writer_Images_Bridge {
-	const VERSION      = '1.0.0';
+	const VERSION      = '1.1.0';
 	const META_KEY     = '_writer_images_publication_key';
 	const SETTINGS     = 'writer_images_bridge_settings';
 	const QUEUE        = 'writer_images_bridge_queue';
+	const PAUSE        = 'writer_images_bridge_pause';
 	const RETRY_HOOK   = 'writer_images_bridge_retry';
 	const TIMEOUT_S    = 2;
 	const MAX_ATTEMPTS = 50;
 	const MAX_QUEUED   = 1000;
+	// Queued webhooks an editor's request sends besides its own changes: a backlog must not slow the editor.
+	const QUEUED_PER_REQUEST = 5;
+	// Webhooks one WP-Cron run sends; the next run comes a minute later while more are waiting.
+	const SENT_PER_CRON_RUN = 100;
+	// After a refusal that a person has to fix (401: wrong secret or site key, or this server's clock), editor
+	// requests send nothing for this long; WP-Cron keeps asking, one webhook per run.
+	const REFUSED_PAUSE_S = 300;
+	// Answers that no retry can change: the webhook is dropped at once.
+	const PERMANENT_REFUSALS = array( 400, 413, 422 );
 	// The statuses the receiver understands (its event contract); `deleted` is ours, after a permanent delete.
 	const REPORTED_STATUSES = array( 'publish', 'future', 'draft', 'pending', 'private', 'trash', 'deleted' );
 
@@ -81,6 +91,11 @@ final class Writer_Images_Bridge {
 
 	private static function is_configured() {
 		return '' !== self::webhook_url() && '' !== self::secret();
+	}
+
+	/** Changes with the URL, the site key or the secret (keyed by the secret: it reveals nothing of it). */
+	private static function configuration_fingerprint() {
+		return hash_hmac( 'sha256', self::webhook_url() . "\n" . self::site_key(), self::secret() );
 	}
 
 	private static function post_types() {
@@ -181,6 +196,7 @@ final class Writer_Images_Bridge {
 
 	public static function rest_health() {
 		$queue = get_option( self::QUEUE, array() );
+		$pause = self::pause();
 		return rest_ensure_response(
 			array(
 				'plugin'             => 'writer-images-bridge',
@@ -188,6 +204,8 @@ final class Writer_Images_Bridge {
 				'site_key'           => self::site_key(),
 				'webhook_configured' => self::is_configured(),
 				'queued_webhooks'    => is_array( $queue ) ? count( $queue ) : 0,
+				'paused_until'       => $pause ? gmdate( 'Y-m-d\TH:i:s', $pause['until'] ) : null,
+				'refused_with'       => $pause ? $pause['code'] : null,
 			)
 		);
 	}
@@ -267,7 +285,7 @@ final class Writer_Images_Bridge {
 
 	/* ------------------------------------------------------------------ delivery */
 
-	/** Runs at shutdown: sends this request's changes (and any queued ones); never throws. */
+	/** Runs at shutdown: sends this request's changes (and a few queued ones); never throws. */
 	public static function flush() {
 		if ( empty( self::$pending ) ) {
 			return;
@@ -291,15 +309,19 @@ final class Writer_Images_Bridge {
 			} elseif ( function_exists( 'litespeed_finish_request' ) ) {
 				litespeed_finish_request();
 			}
-			self::deliver( $deliveries );
+			// Paused after a refusal: queue only, WP-Cron asks again. Else this request's own changes and a
+			// few queued ones: a backlog drains through WP-Cron, not through the editor's saves.
+			$budget = self::pause() ? 0 : count( $deliveries ) + self::QUEUED_PER_REQUEST;
+			self::deliver( $deliveries, $budget );
 		} catch ( \Throwable $error ) {
 			error_log( 'writer-images-bridge: webhook flush failed: ' . $error->getMessage() );
 		}
 	}
 
+	/** The WP-Cron event: sends the queue (oldest first), also while paused: it is how a fix is noticed. */
 	public static function retry_queued() {
 		try {
-			self::deliver( array() );
+			self::deliver( array(), self::SENT_PER_CRON_RUN );
 		} catch ( \Throwable $error ) {
 			error_log( 'writer-images-bridge: webhook retry failed: ' . $error->getMessage() );
 		}
@@ -330,50 +352,130 @@ final class Writer_Images_Bridge {
 	}
 
 	/**
-	 * Sends queued deliveries first (keeps order per post), then new ones. When the receiver is down, the rest
-	 * is queued without trying, so one request never waits more than one timeout. Concurrent requests may
-	 * both send a queued delivery: the receiver dedupes by webhook-id, and its reconciler covers anything lost.
+	 * Sends the queue, then `$deliveries`, oldest first (two changes of a post within one second carry the
+	 * same modified_gmt: the receiver keeps the one that arrives last), at most `$budget` of them, and stops
+	 * at the first answer that is not a 2xx: a receiver that is down or refuses us is asked once per request,
+	 * so it costs a request at most one timeout. What was not sent stays queued for WP-Cron or the next
+	 * request. Concurrent requests may both send a queued delivery: the receiver dedupes by webhook-id,
+	 * and its reconciler covers anything lost.
 	 */
-	private static function deliver( array $deliveries ) {
+	private static function deliver( array $deliveries, $budget ) {
 		if ( ! self::is_configured() ) {
 			return;
 		}
-		$queued = get_option( self::QUEUE, array() );
-		$queued = is_array( $queued ) ? $queued : array();
-		$failed        = array();
-		$receiver_down = false;
+		$queued       = self::queue();
+		$left         = array();
+		$sent         = 0;
+		$delivered    = false;
+		$failed       = false;
+		$refused_with = 0;
 		foreach ( array_merge( $queued, $deliveries ) as $delivery ) {
-			if ( $receiver_down ) {
-				$failed[] = $delivery;
+			if ( $failed || $sent >= $budget ) {
+				$left[] = $delivery;
 				continue;
 			}
-			$outcome = self::send( $delivery );
+			++$sent;
+			list( $outcome, $code ) = self::send( $delivery );
 			if ( 'delivered' === $outcome ) {
+				$delivered = true;
 				continue;
+			}
+			$failed = true;
+			if ( 'refused_for_good' === $outcome ) {
+				error_log( 'writer-images-bridge: dropping webhook ' . $delivery['id'] . ': the receiver refused it with HTTP ' . $code . ', which no retry changes' );
+				continue;
+			}
+			if ( 'refused' === $outcome ) {
+				$refused_with = $code;
 			}
 			++$delivery['attempts'];
 			if ( $delivery['attempts'] >= self::MAX_ATTEMPTS ) {
 				error_log( 'writer-images-bridge: dropping webhook ' . $delivery['id'] . ' after ' . $delivery['attempts'] . ' attempts' );
 				continue;
 			}
-			$failed[]      = $delivery;
-			$receiver_down = 'receiver_down' === $outcome;
+			$left[] = $delivery;
 		}
-		if ( count( $failed ) > self::MAX_QUEUED ) {
-			error_log( 'writer-images-bridge: webhook queue full, dropping the ' . ( count( $failed ) - self::MAX_QUEUED ) . ' oldest' );
-			$failed = array_slice( $failed, -self::MAX_QUEUED );
+		if ( $refused_with ) {
+			$pause = array(
+				'until'         => time() + self::REFUSED_PAUSE_S,
+				'code'          => $refused_with,
+				'configuration' => self::configuration_fingerprint(),
+			);
+			update_option( self::PAUSE, $pause, false );
+		} elseif ( $delivered && false !== get_option( self::PAUSE, false ) ) {
+			delete_option( self::PAUSE );
 		}
-		if ( $failed ) {
-			update_option( self::QUEUE, $failed, false );
+		if ( 0 === $sent && ! $deliveries ) {
+			return; // nothing sent, nothing new: the queue is as it was
+		}
+		// Another request may have queued webhooks while this one was sending: keep them.
+		$known = array();
+		foreach ( $queued as $delivery ) {
+			$known[ $delivery['id'] ] = true;
+		}
+		foreach ( self::stored_queue() as $delivery ) {
+			if ( ! isset( $known[ $delivery['id'] ] ) ) {
+				$left[] = $delivery;
+			}
+		}
+		if ( count( $left ) > self::MAX_QUEUED ) {
+			error_log( 'writer-images-bridge: webhook queue full, dropping the ' . ( count( $left ) - self::MAX_QUEUED ) . ' oldest' );
+			$left = array_slice( $left, -self::MAX_QUEUED );
+		}
+		if ( $left ) {
+			update_option( self::QUEUE, $left, false );
 			if ( ! wp_next_scheduled( self::RETRY_HOOK ) ) {
-				wp_schedule_single_event( time() + 5 * MINUTE_IN_SECONDS, self::RETRY_HOOK );
+				// Held back by the budget alone, the rest can go in a minute; after a failure, in five.
+				$delay = ( $failed || 0 === $budget ) ? 5 * MINUTE_IN_SECONDS : MINUTE_IN_SECONDS;
+				wp_schedule_single_event( time() + $delay, self::RETRY_HOOK );
 			}
 		} elseif ( $queued ) {
 			delete_option( self::QUEUE );
 		}
 	}
 
-	/** One signed POST (Standard Webhooks style). Returns "delivered", "rejected" or "receiver_down". */
+	private static function queue() {
+		$queued = get_option( self::QUEUE, array() );
+		return is_array( $queued ) ? array_values( array_filter( $queued, array( __CLASS__, 'is_delivery' ) ) ) : array();
+	}
+
+	/** The queue as the database has it now: get_option answers from this request's cache. */
+	private static function stored_queue() {
+		wp_cache_delete( self::QUEUE, 'options' );
+		$missing = wp_cache_get( 'notoptions', 'options' );
+		if ( is_array( $missing ) && isset( $missing[ self::QUEUE ] ) ) {
+			unset( $missing[ self::QUEUE ] );
+			wp_cache_set( 'notoptions', $missing, 'options' );
+		}
+		return self::queue();
+	}
+
+	private static function is_delivery( $item ) {
+		return is_array( $item ) && isset( $item['id'], $item['body'], $item['attempts'] );
+	}
+
+	/**
+	 * The pause after a refusal as array( 'until' => unix time, 'code' => HTTP status ), or null. New settings
+	 * (in wp-config.php or on the settings page) may be the fix: they end it.
+	 */
+	private static function pause() {
+		$pause = get_option( self::PAUSE, null );
+		if ( ! is_array( $pause ) || ! isset( $pause['until'], $pause['code'], $pause['configuration'] )
+			|| (int) $pause['until'] <= time()
+			|| ! hash_equals( (string) $pause['configuration'], self::configuration_fingerprint() ) ) {
+			return null;
+		}
+		return array(
+			'until' => (int) $pause['until'],
+			'code'  => (int) $pause['code'],
+		);
+	}
+
+	/**
+	 * One signed POST (Standard Webhooks style). Returns array( outcome, HTTP status or 0 ), outcome being
+	 * "delivered" (2xx), "down" (no answer, 408, 429, 5xx: try again later), "refused_for_good" (400, 413,
+	 * 422: this body will never be accepted) or "refused" (anything else, e.g. 401: a setting to fix).
+	 */
 	private static function send( array $delivery ) {
 		$timestamp = (string) time();
 		$signature = base64_encode( hash_hmac( 'sha256', $delivery['id'] . '.' . $timestamp . '.' . $delivery['body'], self::secret(), true ) );
@@ -397,14 +499,17 @@ final class Writer_Images_Bridge {
 		);
 		if ( is_wp_error( $response ) ) {
 			error_log( 'writer-images-bridge: webhook ' . $delivery['id'] . ' not delivered: ' . $response->get_error_message() );
-			return 'receiver_down';
+			return array( 'down', 0 );
 		}
 		$code = (int) wp_remote_retrieve_response_code( $response );
 		if ( $code >= 200 && $code < 300 ) {
-			return 'delivered';
+			return array( 'delivered', $code );
 		}
 		error_log( 'writer-images-bridge: webhook ' . $delivery['id'] . ' answered HTTP ' . $code );
-		return ( 408 === $code || 429 === $code || $code >= 500 ) ? 'receiver_down' : 'rejected';
+		if ( 408 === $code || 429 === $code || $code >= 500 ) {
+			return array( 'down', $code );
+		}
+		return array( in_array( $code, self::PERMANENT_REFUSALS, true ) ? 'refused_for_good' : 'refused', $code );
 	}
 
 	/* ------------------------------------------------------------------ settings page */
@@ -468,6 +573,14 @@ final class Writer_Images_Bridge {
 		}
 		echo '</table>';
 		printf( '<p>Webhooks waiting for a retry: %d</p>', is_array( $queue ) ? count( $queue ) : 0 );
+		$pause = self::pause();
+		if ( $pause ) {
+			printf(
+				'<p>Writer Images refused the last webhook with HTTP %d (a 401 means a wrong secret or site key, or this server&#8217;s clock is more than five minutes off). Until %s UTC only WP-Cron retries, one webhook at a time; changing these settings retries at once.</p>',
+				(int) $pause['code'],
+				esc_html( gmdate( 'Y-m-d H:i:s', $pause['until'] ) )
+			);
+		}
 		submit_button();
 		echo '</form></div>';
 	}

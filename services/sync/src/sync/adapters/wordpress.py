@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 import httpx
 
 from sync.domain.changes import LISTED_STATUSES, PostState, parse_wp_datetime
+from sync.domain.site_time import site_zone
 from writer_images.retry import parse_retry_after
 
 PUBLICATION_KEY_META = "_writer_images_publication_key"
@@ -27,7 +28,8 @@ class WordPressError(Exception):
 
 def _wp_time(value: datetime) -> str:
     # With an explicit offset WordPress converts to the site's timezone before comparing with post_modified
-    # (a local time); a bare time would be read as local.
+    # (a local time); a bare time would be read as local. Local times repeat when clocks go back: see
+    # `sync.domain.site_time`.
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
@@ -47,6 +49,7 @@ def post_state(item: dict[str, Any]) -> PostState:
 
 class WordPressClient:
     def __init__(self, base_url: str, username: str, app_password: str, *, timeout_s: float) -> None:
+        self._index = f"{base_url.rstrip('/')}/wp-json/"
         self._http = httpx.AsyncClient(
             base_url=f"{base_url.rstrip('/')}/wp-json/wp/v2",
             auth=httpx.BasicAuth(username, app_password),
@@ -66,6 +69,20 @@ class WordPressClient:
         the statuses only editors see with a puzzling 400): ask who we are first."""
         response = await self._get("/users/me", {"context": "edit", "_fields": "id"})
         self._raise_for_status(response)
+
+    async def time_zone(self) -> tzinfo | None:
+        """The zone WordPress reads local times in (REST index: `timezone_string`, else `gmt_offset`); None
+        when the site does not say (an index hidden by a security plugin, an unknown zone name)."""
+        response = await self._get(self._index, {"_fields": "timezone_string,gmt_offset"})
+        if not response.is_success:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            return None
+        if not isinstance(body, dict):
+            return None
+        return site_zone(body.get("timezone_string"), body.get("gmt_offset"))
 
     async def changed_posts(
         self, modified_after: datetime | None, *, page: int, per_page: int

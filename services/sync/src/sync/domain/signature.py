@@ -36,7 +36,8 @@ def sign(secret: str, webhook_id: str, timestamp: str, body: bytes) -> str:
 
 def check_timestamp(timestamp: str, *, now: float, tolerance_s: int) -> None:
     """Refuse a timestamp that is not an integer or lies more than `tolerance_s` from now (replay window)."""
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    # str.isdigit() also accepts "²" or Arabic-Indic digits, which int() then refuses or reads: ASCII only.
+    if not (0 < len(timestamp) <= 12 and timestamp.isascii() and timestamp.isdigit()):
         raise SignatureError("timestamp is not unix seconds")
     if abs(now - int(timestamp)) > tolerance_s:
         raise SignatureError("timestamp outside the tolerance window")

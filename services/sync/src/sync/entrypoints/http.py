@@ -55,7 +55,8 @@ def _rejected(outcome: str, status: int, message: str, **log_fields: Any) -> App
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+    # isascii(): str.isdigit() also accepts digits that int() refuses ("²").
+    if declared is not None and not (declared.isascii() and declared.isdigit() and int(declared) <= limit):
         raise _rejected("too_large", 413, f"Request body too large (limit {limit} bytes)")
     body = bytearray()
     async for chunk in request.stream():

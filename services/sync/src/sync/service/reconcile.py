@@ -7,6 +7,8 @@ transaction as each page's events; (2) checks every post we published that is no
 
 The watermark is WordPress's own `modified_gmt` (never our clock), less an overlap because
 `modified_after` is exclusive and WordPress keeps whole seconds; what was already seen emits nothing.
+WordPress compares `modified_after` with local time: near the hour when the site's clocks go back, a pass
+starts that much earlier (`sync.domain.site_time`); elsewhere it starts at the watermark.
 The first pass of a site (no watermark) sets a baseline: it emits only for posts we already know or that
 carry a publication key, not for the site's whole history.
 
@@ -28,6 +30,7 @@ from sync.adapters import repository
 from sync.adapters.repository import Site
 from sync.adapters.wordpress import WordPressClient, WordPressError
 from sync.domain.changes import WORDPRESS_STATUSES, PostState
+from sync.domain.site_time import listing_start
 from sync.service.changes import post_changed
 from sync.service.webhooks import SecretOpener
 from sync.settings import SyncSettings
@@ -162,6 +165,12 @@ class Reconciler:
         state = await repository.reconcile_state(conn, site.site_id)
         baseline = state.modified_after is None
         bound, page = state.modified_after, 1
+        if bound is not None:
+            bound = listing_start(
+                bound,
+                await wordpress.time_zone(),
+                unknown_zone_setback=timedelta(seconds=self._settings.reconcile_unknown_zone_setback_s),
+            )
         per_page, overlap = (
             self._settings.reconcile_page_size,
             timedelta(seconds=self._settings.reconcile_overlap_s),
