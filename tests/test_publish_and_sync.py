@@ -143,9 +143,21 @@ async def test_publish_creates_one_post_and_wordpress_changes_come_back(
     assert seconds < 2.0
     assert publishable(drafted)
 
-    # Trash, then force delete: both read as removed.
+    # The editor publishes it again and retitles it at once (often within the second, which WordPress's
+    # modification time cannot tell apart): the grouped view shows the new title, as plain text.
     await _as_editor(wp, "POST", f"/wp/v2/posts/{result['external_id']}", json={"status": "publish"})
     await _wait_for_sync_status(owner_api, group["content_id"], "published", timeout_s=10)
+    retitled = await _as_editor(
+        wp, "POST", f"/wp/v2/posts/{result['external_id']}", json={"title": "Lisbon & the sea"}
+    )
+    assert retitled.status_code == 200
+
+    async def shows_the_new_title() -> Any:
+        return (await _group(owner_api, group["content_id"]))["content_title"] == "Lisbon & the sea"
+
+    await owner_api.eventually(shows_the_new_title, timeout_s=10, interval_s=0.05)
+
+    # Trash, then force delete: both read as removed.
     trashed = await _as_editor(wp, "DELETE", f"/wp/v2/posts/{result['external_id']}")
     assert trashed.status_code == 200
     removed, _ = await _wait_for_sync_status(owner_api, group["content_id"], "removed", timeout_s=10)

@@ -108,6 +108,22 @@ async def test_the_same_change_under_new_webhook_ids_emits_once(
     assert [(c["post_id"], c["wp_status"]) for c in changes] == [(str(post_id), "trash")]
 
 
+async def test_a_title_edited_in_the_second_of_the_previous_change_is_news_once(
+    http: httpx.AsyncClient, registered_site: RegisteredSite, kafka_bootstrap: str
+) -> None:
+    site, post_id = registered_site, new_post_id()
+    published = webhook_body(site.site_key, post_id, "publish", title="Lisbon")
+    retitled = webhook_body(site.site_key, post_id, "publish", title="Lisbon & the sea")  # same second
+
+    emitted = [
+        (await send(http, site.secret, b)).json()["data"]["emitted"] for b in (published, retitled, retitled)
+    ]
+
+    assert emitted == [True, True, False]
+    changes = await changes_up_to_marker(kafka_bootstrap, site, await deliver_marker(http, site))
+    assert [c["title"] for c in changes] == ["Lisbon", "Lisbon & the sea"]
+
+
 async def test_a_late_delivery_of_an_older_change_emits_nothing_and_deleted_is_final(
     http: httpx.AsyncClient, registered_site: RegisteredSite, kafka_bootstrap: str
 ) -> None:

@@ -78,13 +78,16 @@ async def site_by_id(conn: asyncpg.Connection | asyncpg.Pool, site_id: int) -> S
 
 
 # The one rule for "is this observation news?", applied atomically by the upserts below (the row is locked
-# by ON CONFLICT, so concurrent deliveries of one change emit once): the same (status, modified) again is a
-# repeat; an older modified_gmt is a late delivery of an old change; `deleted` is final (WordPress never
-# reuses post ids).
+# by ON CONFLICT, so concurrent deliveries of one change emit once): the same (status, modified, title) again
+# is a repeat; an older modified_gmt is a late delivery of an old change; `deleted` is final (WordPress never
+# reuses post ids). The title counts because WordPress keeps whole seconds: a title edited in the second of
+# the previous change has the same (status, modified). Only webhooks carry it (the plugin's raw title); an
+# observation without one says nothing about it.
 _NEWS_RULE = """
     known_posts.wp_status <> 'deleted'
-    AND (known_posts.wp_status, known_posts.modified_gmt)
-        IS DISTINCT FROM (EXCLUDED.wp_status, EXCLUDED.modified_gmt)
+    AND ((known_posts.wp_status, known_posts.modified_gmt)
+            IS DISTINCT FROM (EXCLUDED.wp_status, EXCLUDED.modified_gmt)
+         OR (EXCLUDED.title IS NOT NULL AND EXCLUDED.title IS DISTINCT FROM known_posts.title))
     AND (known_posts.modified_gmt IS NULL OR EXCLUDED.modified_gmt IS NULL
          OR EXCLUDED.modified_gmt >= known_posts.modified_gmt)
 """
@@ -92,6 +95,7 @@ _NEWS_RULE = """
 _APPLY_OBSERVATION = """
     wp_status = EXCLUDED.wp_status,
     modified_gmt = COALESCE(EXCLUDED.modified_gmt, known_posts.modified_gmt),
+    title = COALESCE(EXCLUDED.title, known_posts.title),
     publication_key = COALESCE(EXCLUDED.publication_key, known_posts.publication_key),
     ours = known_posts.ours OR EXCLUDED.ours,
     updated_at = now()
@@ -125,8 +129,8 @@ async def record_delivery(
             SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM site)
             ON CONFLICT DO NOTHING RETURNING 1
         ), observed AS (
-            INSERT INTO known_posts (site_id, post_id, publication_key, wp_status, modified_gmt, ours)
-            SELECT $2, $3, $5::text, $4, $6::timestamptz, $5::text IS NOT NULL
+            INSERT INTO known_posts (site_id, post_id, publication_key, wp_status, modified_gmt, ours, title)
+            SELECT $2, $3, $5::text, $4, $6::timestamptz, $5::text IS NOT NULL, $14::text
             WHERE EXISTS (SELECT 1 FROM delivery)
             ON CONFLICT (site_id, post_id) DO UPDATE SET {_APPLY_OBSERVATION}
             WHERE {_NEWS_RULE}
@@ -148,6 +152,7 @@ async def record_delivery(
         state.modified_gmt,
         site.revision,
         *outbox_values(event),
+        state.title,
     )
     assert row is not None
     return DeliveryOutcome(site_current=row["site_current"], fresh=row["fresh"], news=row["news"])
