@@ -7,14 +7,13 @@ import uuid
 from typing import Any
 
 import httpx
-import orjson
 from fastapi import FastAPI
 
 from images_api.service.demo import render_demo_image
 from images_api.testing import Tenant
-from writer_images import events, topics
+from writer_images import events
 from writer_images.events import make_event, utcnow
-from writer_images.testing.kafka_tools import collect, send_events
+from writer_images.testing.kafka_tools import emitted, send_events
 
 
 async def _wait_task(client: httpx.AsyncClient, task_id: str, state: str = "completed") -> dict[str, Any]:
@@ -39,16 +38,9 @@ async def test_generate_emits_requests_and_projects_results(
     assert started["images_created"] == 2
     task_id = started["task_id"]
 
-    records = await collect(
-        kafka_bootstrap,
-        [topics.IMAGE_GENERATION_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
-        until=lambda kept: len(kept) >= 2,
-    )
-    requests = [events.decode_envelope(r.value)[1] for r in records]
-    assert sorted(r.image_id for r in requests) == sorted(ids)  # type: ignore[attr-defined]
+    requests = await emitted(kafka_bootstrap, events.ImageGenerationRequested, count=2, task_id=task_id)
+    assert sorted(r.image_id for r in requests) == sorted(ids)
     first = requests[0]
-    assert isinstance(first, events.ImageGenerationRequested)
     assert first.provider == "local" and first.model == "local-v1"
     assert {r.name for r in first.renditions} == {"desktop", "mobile"}
     assert first.deadline_at > utcnow()
@@ -70,7 +62,7 @@ async def test_generate_emits_requests_and_projects_results(
         sha256=blob.sha256,
     )
     account = tenant.account_id
-    by_image = {r.image_id: r for r in requests}  # type: ignore[attr-defined]
+    by_image = {r.image_id: r for r in requests}
     ok_req, bad_req = by_image[ids[0]], by_image[ids[1]]
     await send_events(
         kafka_bootstrap,
@@ -281,14 +273,7 @@ async def _request(
     )
     assert started.status_code == 202, started.text
     task_id = started.json()["data"]["task_id"]
-    records = await collect(
-        kafka_bootstrap,
-        [topics.IMAGE_GENERATION_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
-        until=lambda kept: len(kept) >= 1,
-    )
-    request = events.decode_envelope(records[0].value)[1]
-    assert isinstance(request, events.ImageGenerationRequested)
+    [request] = await emitted(kafka_bootstrap, events.ImageGenerationRequested, task_id=task_id)
     return task_id, request
 
 
@@ -300,7 +285,7 @@ def _progress(
         image_id=request.image_id,
         content_id=request.content_id,
         revision=request.revision,
-        stage=stage,  # type: ignore[arg-type]
+        stage=stage,
         percent=percent,
     )
     return make_event(payload, account_id=account_id, correlation_id="t")

@@ -8,13 +8,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-
 from images_api.service.demo import render_demo_image
 from images_api.testing import Tenant
-from writer_images import events, topics
+from writer_images import events
 from writer_images.events import make_event, utcnow
-from writer_images.testing.kafka_tools import collect, send_events
+from writer_images.testing.kafka_tools import emitted, send_events
 
 # --- WordPress → us ---------------------------------------------------------------------------
 
@@ -40,24 +38,11 @@ async def _requested(
     tenant: Tenant, kafka_bootstrap: str, site_id: int, title: str
 ) -> tuple[dict[str, Any], events.ContentPublishRequested]:
     """A content whose publication was requested through the API, and the request the publisher got."""
-    content = await tenant.content(site_id=site_id, title=title)
-    async with tenant.app.state.resources.pool.acquire() as conn:
-        await conn.execute(  # what the generator leaves, so that the seed's rule lets it be published
-            """UPDATE images SET status = 'generated', blob_key = 'ab/cd/' || repeat('a', 60) || id || '.jpg',
-                   sha256 = repeat('a', 64), content_type = 'image/jpeg' WHERE content_id = $1""",
-            content["id"],
-        )
+    content = await tenant.ready_content(site_id, title=title)
     response = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
     assert response.status_code == 202, response.text
     publication_id = response.json()["data"]["publication_id"]
-    records = await collect(
-        kafka_bootstrap,
-        [topics.CONTENT_PUBLISH_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["publication_id"] == publication_id,
-        until=lambda kept: len(kept) >= 1,
-    )
-    request = events.decode_envelope(records[0].value)[1]
-    assert isinstance(request, events.ContentPublishRequested)
+    [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, publication_id=publication_id)
     return content, request
 
 
@@ -260,14 +245,7 @@ async def _request(
     )
     assert started.status_code == 202, started.text
     task_id = started.json()["data"]["task_id"]
-    records = await collect(
-        kafka_bootstrap,
-        [topics.IMAGE_GENERATION_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["task_id"] == task_id,
-        until=lambda kept: len(kept) >= 1,
-    )
-    request = events.decode_envelope(records[0].value)[1]
-    assert isinstance(request, events.ImageGenerationRequested)
+    [request] = await emitted(kafka_bootstrap, events.ImageGenerationRequested, task_id=task_id)
     return request
 
 

@@ -5,26 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from images_api.testing import Tenant
-from writer_images import events, topics
+from writer_images import events
 from writer_images.events import make_event, utcnow
-from writer_images.testing.kafka_tools import collect
-
-
-async def _ready_content(tenant: Tenant, site_id: int, **overrides: Any) -> dict[str, Any]:
-    """A content whose images are all generated (with blobs, as the generator leaves them)."""
-    content = await tenant.content(site_id=site_id, **overrides)
-    async with tenant.app.state.resources.pool.acquire() as conn:
-        await conn.execute(
-            """UPDATE images SET status = 'generated', blob_key = 'ab/cd/' || repeat('a', 60) || id || '.jpg',
-                   sha256 = repeat('a', 64), content_type = 'image/jpeg' WHERE content_id = $1""",
-            content["id"],
-        )
-    return content
+from writer_images.testing.kafka_tools import emitted
 
 
 async def _send(bootstrap: str, outgoing: events.OutgoingEvent) -> None:
@@ -47,7 +34,7 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
     app: FastAPI, tenant: Tenant, kafka_bootstrap: str
 ) -> None:
     site = await tenant.site()
-    content = await _ready_content(tenant, site["id"])
+    content = await tenant.ready_content(site["id"])
     response = await tenant.editor.post(
         "/v1/publisher/publish/", json={"content_id": content["id"], "destinations": ["wordpress"]}
     )
@@ -56,14 +43,7 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
     again = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
     assert again.status_code == 409  # one publication in flight at a time
 
-    records = await collect(
-        kafka_bootstrap,
-        [topics.CONTENT_PUBLISH_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["publication_id"] == publication_id,
-        until=lambda kept: len(kept) >= 1,
-    )
-    request = events.decode_envelope(records[0].value)[1]
-    assert isinstance(request, events.ContentPublishRequested)
+    [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, publication_id=publication_id)
     assert request.publication_key == f"wi-{tenant.account_id}-{content['id']}-{site['id']}"
     assert len(request.images) == 4 and request.known_external_id is None
     assert request.wp_status == "publish"
@@ -120,7 +100,7 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
 
 async def test_publish_refuses_by_the_seed_rule_and_missing_images(tenant: Tenant) -> None:
     site = await tenant.site()
-    draft = await _ready_content(tenant, site["id"], status="draft")
+    draft = await tenant.ready_content(site["id"], status="draft")
     response = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": draft["id"]})
     assert response.status_code == 409 and "draft" in response.json()["error"]
     not_ready = await tenant.content(site_id=site["id"])
@@ -140,9 +120,9 @@ async def test_batch_publish_reports_each_item_and_accepts_the_ready_ones(
     tenant: Tenant, other_tenant: Tenant
 ) -> None:
     site = await tenant.site()
-    ready_1 = await _ready_content(tenant, site["id"])
-    ready_2 = await _ready_content(tenant, site["id"])
-    draft = await _ready_content(tenant, site["id"], status="draft")
+    ready_1 = await tenant.ready_content(site["id"])
+    ready_2 = await tenant.ready_content(site["id"])
+    draft = await tenant.ready_content(site["id"], status="draft")
     foreign = await other_tenant.content()
     response = await tenant.editor.post(
         "/v1/publisher/publish/batch/",
@@ -163,8 +143,8 @@ async def test_batch_publish_reports_each_item_and_accepts_the_ready_ones(
 async def test_a_content_too_large_for_the_broker_is_refused_413_alone_and_in_a_batch(tenant: Tenant) -> None:
     site = await tenant.site()
     # The largest body the API takes, in a two-byte script: its publish event would be ≈2 MB.
-    huge = await _ready_content(tenant, site["id"], html="<p>" + "é" * 999_990 + "</p>")
-    ready = await _ready_content(tenant, site["id"])
+    huge = await tenant.ready_content(site["id"], html="<p>" + "é" * 999_990 + "</p>")
+    ready = await tenant.ready_content(site["id"])
 
     alone = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": huge["id"]})
     batch = await tenant.editor.post(
@@ -181,8 +161,8 @@ async def test_a_content_too_large_for_the_broker_is_refused_413_alone_and_in_a_
 
 async def test_an_atomic_batch_with_one_refusal_requests_nothing_and_says_why(tenant: Tenant) -> None:
     site = await tenant.site()
-    ready = await _ready_content(tenant, site["id"])
-    draft = await _ready_content(tenant, site["id"], status="draft")
+    ready = await tenant.ready_content(site["id"])
+    draft = await tenant.ready_content(site["id"], status="draft")
     batch = {"content_ids": [ready["id"], draft["id"]], "atomic": True}
 
     refused = await tenant.editor.post("/v1/publisher/publish/batch/", json=batch)
@@ -201,7 +181,7 @@ async def test_an_atomic_batch_with_one_refusal_requests_nothing_and_says_why(te
 
 async def test_a_batch_can_schedule_every_post_for_a_date(tenant: Tenant) -> None:
     site = await tenant.site()
-    contents = [await _ready_content(tenant, site["id"]) for _ in range(2)]
+    contents = [await tenant.ready_content(site["id"]) for _ in range(2)]
     when = "2031-05-04T09:30:00+00:00"
 
     response = await tenant.editor.post(
@@ -224,7 +204,7 @@ async def test_failed_publication_is_visible_and_publishable_again(
     tenant: Tenant, kafka_bootstrap: str
 ) -> None:
     site = await tenant.site()
-    content = await _ready_content(tenant, site["id"])
+    content = await tenant.ready_content(site["id"])
     requested = (
         await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
     ).json()["data"]
@@ -257,18 +237,11 @@ async def test_publish_with_wait_returns_the_seed_shape_once_wordpress_answered(
     tenant: Tenant, kafka_bootstrap: str
 ) -> None:
     site = await tenant.site()
-    content = await _ready_content(tenant, site["id"])
+    content = await tenant.ready_content(site["id"])
     waiting = asyncio.create_task(
         tenant.editor.post("/v1/publisher/publish/?wait=true", json={"content_id": content["id"]}, timeout=40)
     )
-    records = await collect(
-        kafka_bootstrap,
-        [topics.CONTENT_PUBLISH_REQUESTED],
-        keep=lambda r: orjson.loads(r.value)["payload"]["content_id"] == content["id"],
-        until=lambda kept: len(kept) >= 1,
-    )
-    request = events.decode_envelope(records[0].value)[1]
-    assert isinstance(request, events.ContentPublishRequested)
+    [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, content_id=content["id"])
     published = events.ContentPublished(
         publication_id=request.publication_id,
         attempt_id=request.attempt_id,
@@ -296,14 +269,14 @@ async def test_the_publishing_queue_lists_the_accounts_publications_and_the_cale
     tenant: Tenant, other_tenant: Tenant
 ) -> None:
     site = await tenant.site()
-    now_live, in_may, in_june = [await _ready_content(tenant, site["id"]) for _ in range(3)]
+    now_live, in_may, in_june = [await tenant.ready_content(site["id"]) for _ in range(3)]
     await tenant.editor.post("/v1/publisher/publish/", json={"content_id": now_live["id"]})
     for content, when in ((in_june, "2031-06-02T08:00:00Z"), (in_may, "2031-05-20T08:00:00Z")):
         await tenant.editor.post(
             "/v1/publisher/publish/", json={"content_id": content["id"], "publish_at": when}
         )
     other_site = await other_tenant.site()
-    foreign = await _ready_content(other_tenant, other_site["id"])
+    foreign = await other_tenant.ready_content(other_site["id"])
     await other_tenant.editor.post("/v1/publisher/publish/", json={"content_id": foreign["id"]})
 
     queue = (await tenant.viewer.get("/v1/publisher/publications/", params={"status": "requested"})).json()
@@ -345,7 +318,7 @@ async def test_the_publishing_queue_refuses_a_backwards_or_naive_schedule_window
 
 async def test_a_publish_date_without_a_time_zone_is_422_on_the_field(tenant: Tenant) -> None:
     site = await tenant.site()
-    content = await _ready_content(tenant, site["id"])
+    content = await tenant.ready_content(site["id"])
     naive = "2030-01-01T10:00:00"
 
     single = await tenant.editor.post(
@@ -386,7 +359,7 @@ async def _request_of(tenant: Tenant, publication_id: int) -> dict[str, Any]:
 async def test_content_moved_to_another_site_is_published_there_as_a_new_post(tenant: Tenant) -> None:
     old_site = await tenant.site(name="Old")
     new_site = await tenant.site(name="New", base_url="https://other.example.com")
-    content = await _ready_content(tenant, old_site["id"])
+    content = await tenant.ready_content(old_site["id"])
     await _published_on(tenant, content["id"], old_site["id"], "5678")
 
     moved = await tenant.editor.patch(
@@ -412,10 +385,10 @@ async def test_content_moved_to_another_site_is_published_there_as_a_new_post(te
 async def test_a_post_id_is_sent_only_to_the_site_the_content_was_published_on(tenant: Tenant) -> None:
     site = await tenant.site(name="Old")
     other_site = await tenant.site(name="New", base_url="https://other.example.com")
-    same_site = await _ready_content(tenant, site["id"])
+    same_site = await tenant.ready_content(site["id"])
     await _published_on(tenant, same_site["id"], site["id"], "11")
     # left by a move before moves dropped the link: the id and key of a post on the other site
-    moved_earlier = await _ready_content(tenant, other_site["id"])
+    moved_earlier = await tenant.ready_content(other_site["id"])
     await _published_on(tenant, moved_earlier["id"], site["id"], "22")
 
     known = {}
@@ -431,7 +404,7 @@ async def test_a_post_id_is_sent_only_to_the_site_the_content_was_published_on(t
 async def test_content_cannot_change_site_while_a_publication_is_in_flight(tenant: Tenant) -> None:
     site = await tenant.site(name="Old")
     other_site = await tenant.site(name="New", base_url="https://other.example.com")
-    content = await _ready_content(tenant, site["id"])
+    content = await tenant.ready_content(site["id"])
     requested = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
 
     refused = await tenant.editor.patch(

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from writer_images.events import OutgoingEvent
+from writer_images.events import OutgoingEvent, Payload, all_contracts, decode_envelope
+
+PayloadT = TypeVar("PayloadT", bound=Payload)
 
 
 async def collect(
@@ -44,6 +47,21 @@ async def collect(
     finally:
         await consumer.stop()
     return kept
+
+
+async def emitted(bootstrap: str, kind: type[PayloadT], count: int = 1, **fields: Any) -> list[PayloadT]:
+    """The first `count` events of type `kind` on the broker whose payload has these field values, decoded:
+    what a service emitted for the request a test just made."""
+    topic = next(c.topic for c in all_contracts() if c.model is kind)
+
+    def wanted(record: ConsumerRecord[Any, Any]) -> bool:
+        payload = orjson.loads(record.value).get("payload") or {}
+        return all(payload.get(name) == value for name, value in fields.items())
+
+    records = await collect(bootstrap, [topic], keep=wanted, until=lambda kept: len(kept) >= count)
+    payloads = [decode_envelope(r.value)[1] for r in records[:count]]
+    assert len(payloads) == count, f"{len(payloads)} of {count} {kind.__name__} events with {fields}"
+    return [p for p in payloads if isinstance(p, kind)]
 
 
 async def send_events(bootstrap: str, events: list[OutgoingEvent]) -> None:
