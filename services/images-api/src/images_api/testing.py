@@ -11,6 +11,8 @@ import httpx
 from fastapi import FastAPI
 
 from images_api.service.auth import create_user
+from images_api.service.demo import render_demo_image
+from writer_images import events
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test fixture
 
@@ -55,6 +57,20 @@ class Tenant:
         assert response.status_code == 201, response.text
         data: dict[str, Any] = response.json()["data"]
         return data
+
+    async def stored_rendition(self) -> events.Rendition:
+        """A demo image in the blob store, described as the generator describes a rendition it stored."""
+        blob = await self.app.state.resources.blobs.put(render_demo_image(1), extension="jpg")
+        return events.Rendition(
+            name="original",
+            blob_key=blob.key,
+            width=640,
+            height=360,
+            format="jpg",
+            content_type="image/jpeg",
+            bytes=blob.size,
+            sha256=blob.sha256,
+        )
 
     async def ready_content(self, site_id: int, **overrides: Any) -> dict[str, Any]:
         """A content on `site_id` whose images are all generated, with blobs, as the generator leaves them:

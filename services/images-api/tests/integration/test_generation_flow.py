@@ -9,7 +9,6 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from images_api.service.demo import render_demo_image
 from images_api.testing import Tenant
 from writer_images import events
 from writer_images.events import make_event, utcnow
@@ -50,17 +49,7 @@ async def test_generate_emits_requests_and_projects_results(
     )
     assert again.status_code == 409
 
-    blob = await app.state.resources.blobs.put(render_demo_image(1), extension="jpg")
-    rendition = events.Rendition(
-        name="original",
-        blob_key=blob.key,
-        width=640,
-        height=360,
-        format="jpg",
-        content_type="image/jpeg",
-        bytes=blob.size,
-        sha256=blob.sha256,
-    )
+    rendition = await tenant.stored_rendition()
     account = tenant.account_id
     by_image = {r.image_id: r for r in requests}
     ok_req, bad_req = by_image[ids[0]], by_image[ids[1]]
@@ -134,7 +123,7 @@ async def test_generate_emits_requests_and_projects_results(
     group = page["results"][0]
     assert group["overall_status"] == "failed"
     featured = group["featured_image"]
-    assert featured["status"] == "generated" and featured["image_path"] == blob.key
+    assert featured["status"] == "generated" and featured["image_path"] == rendition.blob_key
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://testserver"
     ) as anon:

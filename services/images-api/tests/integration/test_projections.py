@@ -8,7 +8,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from images_api.service.demo import render_demo_image
 from images_api.testing import Tenant
 from writer_images import events
 from writer_images.events import make_event, utcnow
@@ -265,17 +264,7 @@ async def _until_image(tenant: Tenant, image_id: int, status: str) -> None:
 async def test_a_generation_result_delivered_again_never_overrides_the_status_the_user_set(
     tenant: Tenant, kafka_bootstrap: str
 ) -> None:
-    blob = await tenant.app.state.resources.blobs.put(render_demo_image(1), extension="jpg")
-    rendition = events.Rendition(
-        name="original",
-        blob_key=blob.key,
-        width=640,
-        height=360,
-        format="jpg",
-        content_type="image/jpeg",
-        bytes=blob.size,
-        sha256=blob.sha256,
-    )
+    rendition = await tenant.stored_rendition()
 
     def generated(request: events.ImageGenerationRequested) -> events.OutgoingEvent:
         payload = events.ImageGenerated(
