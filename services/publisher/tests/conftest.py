@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import orjson
 import pytest
@@ -23,7 +24,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from PIL import Image, ImageDraw
 
-from writer_images import events, topics
+from publisher.bootstrap import VERSIONS_DIR
+from publisher.settings import SCHEMA
+from writer_images import db, events, topics
 from writer_images.blobstore import CONTENT_TYPES, FilesystemBlobStore
 from writer_images.events import make_event, utcnow
 from writer_images.infra.ports import free_port
@@ -204,9 +207,12 @@ class Harness:
         publish_at: datetime | None = None,
         action: str = "publish",
         known_external_id: str | None = None,
+        publication_id: int | None = None,
+        deadline_at: datetime | None = None,
     ) -> events.OutgoingEvent:
+        """A request as images-api makes it: each one a new publication (a larger id) with its own attempt."""
         payload = events.ContentPublishRequested(
-            publication_id=content.content_id,
+            publication_id=publication_id if publication_id is not None else self.next_id(),
             attempt_id=uuid.uuid4(),
             content_id=content.content_id,
             site_id=content.site_id,
@@ -218,7 +224,7 @@ class Harness:
             publish_at=publish_at,
             images=content.images,
             known_external_id=known_external_id,
-            deadline_at=utcnow() + timedelta(minutes=10),
+            deadline_at=deadline_at or utcnow() + timedelta(minutes=10),
         )
         return make_event(payload, account_id=ACCOUNT_ID, correlation_id=self.run_id)
 
@@ -300,6 +306,15 @@ def harness(
         yield harness
     finally:
         harness.stop()
+
+
+@pytest.fixture
+async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """The publisher's schema in a database of its own, for tests that run the job runner in-process."""
+    await db.migrate(fresh_database_url, SCHEMA, VERSIONS_DIR)
+    pool = await db.create_pool(fresh_database_url, SCHEMA, min_size=2, max_size=6)
+    yield pool
+    await pool.close()
 
 
 def wp(site: WordPressSite) -> httpx.Client:

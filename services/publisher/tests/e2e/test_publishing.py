@@ -126,6 +126,48 @@ async def test_a_bulk_publish_never_has_more_than_two_requests_in_flight_against
     assert watched_host.max_in_flight == 2, "the per-site limit is what the host sees, whatever the jobs"
 
 
+async def test_a_request_whose_deadline_passed_writes_nothing_to_wordpress_and_fails_with_the_reason(
+    harness, bridged_site: WordPressSite
+) -> None:
+    site_id = await harness.add_site(bridged_site)
+    content = await harness.content(site_id, in_article=1)
+    media_before = _total(bridged_site, "/wp/v2/media")
+    # images-api's sweeper has given up on this publication by now; a post made after it would be a surprise.
+    await harness.send([harness.publish_requested(content, deadline_at=utcnow() - timedelta(seconds=1))])
+
+    [failed] = (await harness.outcomes({content.content_id}))[content.content_id]
+
+    assert failed["_type"] == "content.publish.failed"
+    assert failed["code"] == "deadline_passed" and "deadline passed before publishing" in failed["reason"]
+    assert failed["retryable"] is False
+    assert _posts_with_key(bridged_site, content.publication_key) == []
+    assert _total(bridged_site, "/wp/v2/media") == media_before
+
+
+async def test_an_older_publication_arriving_after_a_newer_one_was_published_leaves_the_post_alone_and_fails(
+    harness, bridged_site: WordPressSite
+) -> None:
+    site_id = await harness.add_site(bridged_site)
+    content = await harness.content(site_id, in_article=1)
+    older_id, newer_id = harness.next_id(), harness.next_id()
+    older = harness.publish_requested(content, publication_id=older_id)
+    content.title, content.html = content.title + " (newer)", content.html.replace("One.", "One, newer.")
+    await harness.send([harness.publish_requested(content, publication_id=newer_id)])
+    [published] = (await harness.outcomes({content.content_id}))[content.content_id]
+
+    await harness.send([older])
+    await _wait_for(harness, content.content_id, 2)
+    outcomes = (await harness.outcomes({content.content_id}))[content.content_id]
+
+    late = [o for o in outcomes if o["publication_id"] == older_id]
+    assert [o["_type"] for o in late] == ["content.publish.failed"]
+    assert late[0]["code"] == "superseded" and "superseded by a newer attempt" in late[0]["reason"]
+    assert late[0]["retryable"] is False
+    post = _post(bridged_site, published["external_id"])
+    assert post["title"]["raw"] == content.title and "One, newer." in post["content"]["raw"]
+    assert [p["id"] for p in _posts_with_key(bridged_site, content.publication_key)] == [post["id"]]
+
+
 def _total(site: WordPressSite, path: str, **params: str) -> int:
     with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
         response = client.get(path, params={**params, "per_page": "1"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,10 @@ from publisher.adapters.wordpress import (
     WordPressClients,
     WordPressError,
 )
-from publisher.bootstrap import VERSIONS_DIR
 from publisher.domain.rules import job_key, site_group
 from publisher.service.publishing import QUEUE, Publishing, exhausted_handler, publish
 from publisher.settings import SCHEMA
-from writer_images import db, jobs
+from writer_images import jobs
 from writer_images.blobstore import FilesystemBlobStore
 from writer_images.events import ContentPublishRequested, Envelope, SiteChanged, make_event, utcnow
 from writer_images.jobs import JobRunner, RunnerConfig
@@ -89,14 +88,6 @@ class TimedOutFirstCreate(WordPressClients):
                 self.lookups_in_flight -= 1
 
         return counted
-
-
-@pytest.fixture
-async def pool(fresh_database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database_url, SCHEMA, VERSIONS_DIR)
-    pool = await db.create_pool(fresh_database_url, SCHEMA, min_size=2, max_size=6)
-    yield pool
-    await pool.close()
 
 
 def _request(site_id: int, publication_key: str, title: str) -> jobs.NewJob:

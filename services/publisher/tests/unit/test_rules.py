@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import httpx
 
 from publisher.adapters.wordpress import classify
@@ -13,6 +15,7 @@ from publisher.domain.rules import (
     parse_failure,
     place_images,
     sync_status_of,
+    write_refusal,
 )
 
 
@@ -97,3 +100,26 @@ def test_wordpress_answers_are_diagnosed_precisely() -> None:
     assert limited is not None and limited.retryable and limited.retry_after_s == 7.0
     refused = classify(_answer(413), what="call", username="editor")
     assert refused is not None and not refused.retryable
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def test_an_attempt_may_write_before_its_deadline_while_no_newer_publication_is_known() -> None:
+    assert write_refusal(5, 5, NOW + timedelta(seconds=1), NOW) is None
+
+
+def test_an_attempt_of_an_older_publication_is_refused_as_superseded_whatever_its_deadline() -> None:
+    refusal = write_refusal(5, 6, NOW + timedelta(minutes=10), NOW)
+
+    assert refusal is not None and refusal.code == "superseded"
+    assert refusal.message.startswith("superseded by a newer attempt")
+
+
+def test_an_attempt_past_its_deadline_is_refused_but_a_write_already_made_is_still_reported() -> None:
+    refusal = write_refusal(5, 5, NOW, NOW)
+
+    assert refusal is not None and refusal.code == "deadline_passed"
+    assert refusal.message.startswith("deadline passed before publishing")
+    assert write_refusal(5, 5, None, NOW) is None
+    assert write_refusal(5, 6, None, NOW) is not None  # ... unless a newer publication took over

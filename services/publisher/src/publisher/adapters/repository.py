@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
@@ -68,33 +69,89 @@ async def get_site(conn: asyncpg.Connection, site_id: int) -> SiteRow | None:
 
 
 @dataclass(frozen=True)
+class AttemptStanding:
+    """Where an attempt stands among its key's attempts, read under the database's clock (the one images-api's
+    sweeper judges deadlines by)."""
+
+    newest_publication_id: int
+    deadline_at: datetime
+    now: datetime
+
+
+@dataclass(frozen=True)
 class PublicationState:
     post_id: int | None
     create_attempts: int
 
 
-async def start_publication(conn: asyncpg.Connection, request: ContentPublishRequested) -> PublicationState:
-    """Create or re-arm the publication row; returns the post id we already know (ours or the request's)."""
-    external = request.known_external_id or ""
-    known = int(external) if external.isdigit() else None
-    row = await conn.fetchrow(
+async def note_attempt(conn: asyncpg.Connection, request: ContentPublishRequested) -> None:
+    """Remember an attempt, keeping the latest deadline it was requested with (a re-request extends it)."""
+    await conn.execute(
         """
-        INSERT INTO publications (publication_key, publication_id, content_id, site_id, post_id, status,
-                                  last_attempt_id)
-        VALUES ($1, $2, $3, $4, $5, 'publishing', $6)
-        ON CONFLICT (publication_key) DO UPDATE SET
-            status = 'publishing', last_attempt_id = EXCLUDED.last_attempt_id, last_error = NULL,
-            post_id = COALESCE(publications.post_id, EXCLUDED.post_id), updated_at = now()
-        RETURNING post_id, create_attempts
+        INSERT INTO attempts (publication_key, attempt_id, publication_id, deadline_at) VALUES ($1, $2, $3, $4)
+        ON CONFLICT (publication_key, attempt_id) DO UPDATE SET deadline_at = EXCLUDED.deadline_at
+        WHERE attempts.deadline_at < EXCLUDED.deadline_at
         """,
         request.publication_key,
-        request.publication_id,
-        request.content_id,
-        request.site_id,
-        known,
         request.attempt_id,
+        request.publication_id,
+        request.deadline_at,
     )
-    return PublicationState(row["post_id"], row["create_attempts"])
+
+
+async def start_publication(
+    conn: asyncpg.Connection, request: ContentPublishRequested
+) -> tuple[PublicationState, AttemptStanding]:
+    """Note the attempt and create or re-arm the publication row for it, unless a newer attempt is known;
+    returns the post id we already know (ours or the request's) and where the attempt stands."""
+    external = request.known_external_id or ""
+    known = int(external) if external.isdigit() else None
+    async with conn.transaction():
+        await note_attempt(conn, request)
+        await conn.execute(
+            """
+            INSERT INTO publications (publication_key, publication_id, content_id, site_id, post_id, status,
+                                      last_attempt_id)
+            VALUES ($1, $2, $3, $4, $5, 'publishing', $6)
+            ON CONFLICT (publication_key) DO UPDATE SET
+                publication_id = EXCLUDED.publication_id, status = 'publishing',
+                last_attempt_id = EXCLUDED.last_attempt_id, last_error = NULL,
+                post_id = COALESCE(publications.post_id, EXCLUDED.post_id), updated_at = now()
+            -- An older attempt waking late must not take the row back: the newer attempt's mark_published or
+            -- mark_failed would then match nothing. The row's own id is compared too because it is re-read
+            -- after waiting for a concurrent start's row lock, which the subquery's snapshot may not see.
+            WHERE publications.publication_id <= EXCLUDED.publication_id
+              AND EXCLUDED.publication_id >= (SELECT max(publication_id) FROM attempts WHERE publication_key = $1)
+            """,
+            request.publication_key,
+            request.publication_id,
+            request.content_id,
+            request.site_id,
+            known,
+            request.attempt_id,
+        )
+        row = await conn.fetchrow(
+            "SELECT post_id, create_attempts FROM publications WHERE publication_key = $1",
+            request.publication_key,
+        )
+        standing = await attempt_standing(conn, request.publication_key, request.attempt_id)
+    return PublicationState(row["post_id"], row["create_attempts"]), standing
+
+
+async def attempt_standing(
+    conn: asyncpg.Connection, publication_key: str, attempt_id: uuid.UUID
+) -> AttemptStanding:
+    """The newest publication known for the key and this attempt's deadline (the attempt must be noted)."""
+    row = await conn.fetchrow(
+        """
+        SELECT (SELECT max(publication_id) FROM attempts WHERE publication_key = $1) AS newest_publication_id,
+               deadline_at, clock_timestamp() AS now
+        FROM attempts WHERE publication_key = $1 AND attempt_id = $2
+        """,
+        publication_key,
+        attempt_id,
+    )
+    return AttemptStanding(row["newest_publication_id"], row["deadline_at"], row["now"])
 
 
 async def lock(conn: asyncpg.Connection, key: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 from writer_images.events import SyncStatus
@@ -31,6 +32,8 @@ FailureCode = Literal[
     "image_missing",
     "not_found",
     "unexpected_response",
+    "superseded",
+    "deadline_passed",
 ]
 
 
@@ -52,6 +55,29 @@ def parse_failure(reason: str) -> Failure:
     if match is None:
         return Failure("unexpected_response", reason)
     return Failure(match["code"], match["message"])
+
+
+def write_refusal(
+    publication_id: int, newest_publication_id: int, deadline_at: datetime | None, now: datetime
+) -> Failure | None:
+    """Why an attempt may not write to WordPress now, or None.
+
+    Each publication of a content to a site shares the publication key, hence the post, and has a larger id than
+    the ones before it: once a newer one is known, an older one's content is stale. Past its deadline images-api
+    has given up on the attempt (or re-requested it, with a later deadline). A write already made is reported
+    whatever the deadline: pass `deadline_at=None`.
+    """
+    if newest_publication_id > publication_id:
+        return Failure(
+            "superseded",
+            f"superseded by a newer attempt (publication {newest_publication_id} of this content)",
+        )
+    if deadline_at is not None and deadline_at <= now:
+        return Failure(
+            "deadline_passed",
+            f"deadline passed before publishing (it was {deadline_at.isoformat(timespec='seconds')})",
+        )
+    return None
 
 
 def sync_status_of(wp_status: str) -> SyncStatus:

@@ -8,6 +8,10 @@ No duplicates, ever: every external create has a key stored or checked around it
   the slug derived from the key;
 * both creates run under a Postgres advisory lock on their key, so two attempts of the same
   publication (a re-request racing a slow job) never create twice.
+
+Nothing stale, ever: an attempt writes to WordPress only before its deadline and while no newer publication of
+the same key is known, and every write to the post checks the latter under the post lock, so a newer attempt
+either writes after it or is seen by it (`write_refusal`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from publisher.domain.rules import (
     place_images,
     site_group,
     sync_status_of,
+    write_refusal,
 )
 from writer_images import jobs
 from writer_images.blobstore import BlobNotFoundError, BlobStore
@@ -94,6 +99,9 @@ def publish_requested_handler(schema: str) -> Any:
     async def on_publish_requested(conn: asyncpg.Connection, event: IncomingEvent) -> None:
         request = event.payload
         assert isinstance(request, ContentPublishRequested)
+        # Noted here, not only when the job starts: an older attempt's job that wakes first already sees this
+        # one, and a re-request's later deadline counts although the pending job keeps its first payload.
+        await repo.note_attempt(conn, request)
         await jobs.enqueue(
             conn,
             schema,
@@ -162,7 +170,8 @@ async def _publish_with(
     request: ContentPublishRequested,
 ) -> None:
     async with deps.pool.acquire() as conn:
-        state = await repo.start_publication(conn, request)
+        state, standing = await repo.start_publication(conn, request)
+    _refuse_stale_writes(request, standing)  # before the first write: not even media for a stale attempt
     # Without the post lock, so it overlaps the media uploads; only worth it while no create was ever noted,
     # the one case where it can be trusted (see `_create_or_update_post`).
     lookup = (
@@ -193,7 +202,7 @@ async def _publish_media_then_post(
     ordered = sorted(request.images, key=lambda i: (i.position, i.image_id))
     media: dict[int, Media] = {}
     for image in ordered:
-        media[image.image_id] = await _ensure_media(deps, client, request.site_id, image)
+        media[image.image_id] = await _ensure_media(deps, client, request, image)
     featured = next((media[i.image_id] for i in ordered if i.image_type == "featured"), None)
     in_article = [
         PlacedImage(media[i.image_id].id, media[i.image_id].source_url, i.alt_text, i.caption)
@@ -226,6 +235,9 @@ async def _publish_media_then_post(
         modified_gmt=post.modified_gmt,
     )
     async with deps.pool.acquire() as conn, conn.transaction():
+        # The post is written: past the deadline that is still true and worth reporting, but once a newer
+        # attempt is known that attempt's content is what stands (it writes after us, under the same lock).
+        await _lock_post(conn, request, reporting=True)
         await repo.mark_published(conn, request.publication_key, request.attempt_id, post.status, post.link)
         await deps.outbox.write(conn, [_event(published, envelope)])
         await jobs.complete(conn, job)
@@ -233,9 +245,10 @@ async def _publish_media_then_post(
 
 
 async def _ensure_media(
-    deps: Publishing, client: WordPressClient, site_id: int, image: PublishImage
+    deps: Publishing, client: WordPressClient, request: ContentPublishRequested, image: PublishImage
 ) -> Media:
     """One WordPress media item per (site, image bytes), whatever crashes in between."""
+    site_id = request.site_id
     async with deps.pool.acquire() as conn:
         entry = await repo.ledger_entry(conn, site_id, image.sha256)
     if entry is not None and entry.media_id is not None:
@@ -253,6 +266,7 @@ async def _ensure_media(
                 log.info("media found from an unrecorded upload", media_id=found.id, sha256=image.sha256)
                 await repo.record_media(conn, site_id, image.sha256, found.id, found.source_url)
                 return found
+        await _may_write(conn, request)
         async with deps.pool.acquire() as marker:  # committed now, whatever happens to the upload
             await repo.note_upload_attempt(marker, site_id, image.sha256)
         uploaded = await client.upload_media(
@@ -291,7 +305,7 @@ async def _create_or_update_post(
     post = await client.get_post(state.post_id) if state.post_id is not None else None
     if post is None:
         async with deps.pool.acquire() as conn, conn.transaction():
-            await repo.lock(conn, f"post:{request.publication_key}")
+            await _lock_post(conn, request)
             now = await repo.publication_state(conn, request.publication_key)
             if now.post_id is not None and now.post_id != state.post_id:
                 post = await client.get_post(now.post_id)  # another attempt created it meanwhile
@@ -311,8 +325,40 @@ async def _create_or_update_post(
                 await repo.store_post_id(conn, request.publication_key, created.id)
                 return created
             await repo.store_post_id(conn, request.publication_key, post.id)
-    # Updating a trashed post with a live status restores it.
-    return await client.update_post(post.id, {**fields, **_key_fields(client, request.publication_key)})
+    async with deps.pool.acquire() as conn, conn.transaction():
+        await _lock_post(conn, request)
+        # Updating a trashed post with a live status restores it.
+        return await client.update_post(post.id, {**fields, **_key_fields(client, request.publication_key)})
+
+
+async def _lock_post(
+    conn: asyncpg.Connection, request: ContentPublishRequested, *, reporting: bool = False
+) -> None:
+    """Take the post's lock for this transaction, then refuse if the attempt may no longer write (or, when
+    `reporting` a write already made, if a newer attempt was started). Every write to the post runs under it."""
+    await repo.lock(conn, f"post:{request.publication_key}")
+    await _may_write(conn, request, reporting=reporting)
+
+
+async def _may_write(
+    conn: asyncpg.Connection, request: ContentPublishRequested, *, reporting: bool = False
+) -> None:
+    standing = await repo.attempt_standing(conn, request.publication_key, request.attempt_id)
+    _refuse_stale_writes(request, standing, reporting=reporting)
+
+
+def _refuse_stale_writes(
+    request: ContentPublishRequested, standing: repo.AttemptStanding, *, reporting: bool = False
+) -> None:
+    refusal = write_refusal(
+        request.publication_id,
+        standing.newest_publication_id,
+        None if reporting else standing.deadline_at,
+        standing.now,
+    )
+    if refusal is not None:
+        log.info("publish attempt refused", code=refusal.code, reason=refusal.message)
+        raise jobs.FailJob(refusal.render())
 
 
 def _must_look_up(client: WordPressClient, create_attempts: int) -> bool:
@@ -352,7 +398,9 @@ async def _verify(
     """WordPress accepts an unknown featured_media silently (stores 0): check what it kept."""
     expected_featured = featured.id if featured else 0
     if post.featured_media != expected_featured:
-        post = await client.update_post(post.id, {"featured_media": expected_featured})
+        async with deps.pool.acquire() as conn, conn.transaction():
+            await _lock_post(conn, request)
+            post = await client.update_post(post.id, {"featured_media": expected_featured})
         if post.featured_media != expected_featured and featured is not None:
             featured_image = next(i for i in request.images if i.image_type == "featured")
             async with deps.pool.acquire() as conn:  # the media item is gone on WordPress: upload it again
