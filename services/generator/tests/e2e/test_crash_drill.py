@@ -1,4 +1,5 @@
-"""kill -9 of the generator process mid-batch: restarted, every image ends generated exactly once."""
+"""kill -9 of the generator process mid-batch: restarted, every image ends generated exactly once, and every
+paid call the kill cut off is in the AI function log once, as interrupted and probably billed."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from writer_images.testing.fake_openai import FakeOpenAI, ok
 from writer_images.testing.processes import ServiceProcess
 
 IMAGES = 12
+DALL_E_2_512_USD = 0.018  # dall-e-2's list price at 512x512, the size the harness requests
 
 
 def generator_process(harness: Any, fake: FakeOpenAI, log_dir: Any) -> ServiceProcess:
@@ -44,7 +46,7 @@ def generator_process(harness: Any, fake: FakeOpenAI, log_dir: Any) -> ServicePr
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_batch_then_restart_generates_every_image_exactly_once(
+async def test_kill_9_mid_batch_then_restart_generates_every_image_once_and_logs_every_paid_call(
     harness: Any, fake_openai: FakeOpenAI, tmp_path: Any
 ) -> None:
     fake_openai.set_default(ok(latency_s=1.0))
@@ -64,11 +66,15 @@ async def test_kill_9_mid_batch_then_restart_generates_every_image_exactly_once(
         calls_by_killed_process = fake_openai.total_calls
         at_kill = await call_outcomes(harness)
 
+        def everything_reported(o: Any) -> bool:
+            calls = len(o.of("ai.function.called"))
+            return len(o.images("image.generated")) == IMAGES and calls >= IMAGES + at_kill["started"]
+
         restarted = generator_process(harness, fake_openai, tmp_path)
         await asyncio.to_thread(restarted.start)
-        outcome = await harness.outcome(lambda o: len(o.images("image.generated")) == IMAGES, timeout_s=60)
+        outcome = await harness.outcome(everything_reported, timeout_s=60)
         await asyncio.sleep(1.0)  # anything extra would show up now
-        outcome = await harness.outcome(lambda o: len(o.images("image.generated")) == IMAGES, timeout_s=10)
+        outcome = await harness.outcome(everything_reported, timeout_s=10)
         assert restarted.health_url is not None
         ops = restarted.health_url.removesuffix("/healthz")
         async with httpx.AsyncClient() as client:
@@ -88,9 +94,17 @@ async def test_kill_9_mid_batch_then_restart_generates_every_image_exactly_once(
     # ...and after the restart only the images without a paid result were called again, once each.
     assert fake_openai.total_calls == calls_by_killed_process + (IMAGES - at_kill["succeeded"])
     assert fake_openai.total_calls <= IMAGES + at_kill["started"]
+    # The calls the kill cut off may have been billed: each is closed as interrupted and logged once...
+    assert at_kill["started"] >= 1
     final = await call_outcomes(harness)
-    assert final["succeeded"] == IMAGES
-    assert final["started"] == at_kill["started"]  # interrupted calls stay visible as such
+    assert final == {"succeeded": IMAGES, "interrupted": at_kill["started"]}
+    logged = outcome.of("ai.function.called")
+    assert len({c.payload["call_id"] for c in logged}) == len(logged) == IMAGES + at_kill["started"]
+    interrupted = [c.payload for c in logged if not c.payload["success"]]
+    assert len(interrupted) == at_kill["started"]
+    assert all(c["error"].startswith("interrupted:") for c in interrupted)
+    # ...at its estimated cost, so the log's spend counts every call that was paid for.
+    assert all(c["estimated_cost_usd"] == DALL_E_2_512_USD for c in interrupted)
 
 
 async def call_outcomes(harness: Any) -> Counter[str]:

@@ -281,6 +281,19 @@ async def test_dall_e_3_hd_wide_is_estimated_at_12_cents(provider: OpenAIProvide
     assert generated.usage.estimated_cost_usd == pytest.approx(0.12)
 
 
+async def test_the_price_known_before_a_call_is_the_estimate_of_its_answer(provider: OpenAIProvider) -> None:
+    spec = ImageSpec("a harbour", "dall-e-3", 1792, 1024, "hd")
+
+    before = provider.list_price_usd(spec)  # what a call cut off by a crash is counted as
+    generated = await provider.generate(spec, timeout_s=5)
+
+    assert before == generated.usage.estimated_cost_usd == pytest.approx(0.12)
+
+
+def test_a_spec_refused_before_any_call_is_priced_at_nothing(provider: OpenAIProvider) -> None:
+    assert provider.list_price_usd(ImageSpec("a harbour", "dall-e-9", 1024, 1024)) == 0.0
+
+
 async def test_gpt_image_sends_no_response_format_and_is_priced_by_tokens(
     provider: OpenAIProvider, fake: FakeOpenAI
 ) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 import orjson
 
-from generator.domain.rules import call_key
+from generator.domain.rules import INTERRUPTED_CALL, call_key
 from writer_images import jobs
 from writer_images.events import ImageGenerated, OutgoingEvent
 from writer_images.outbox import OUTBOX_COLUMNS, outbox_arrays
@@ -132,6 +133,17 @@ async def commit_results(
     return [f.job_id in completed for f in finished]
 
 
+async def hold_lease(conn: asyncpg.Connection, job: jobs.Job) -> None:
+    """Raise `jobs.LeaseLost` unless `job` is still leased to this attempt. The job's row stays locked until
+    the transaction ends (a claim skips locked rows), so no runner takes the job over before what the
+    transaction writes is committed and visible to it."""
+    held = await conn.fetchval(
+        "SELECT true FROM jobs WHERE id = $1 AND lease_owner = $2 FOR SHARE", job.id, job.lease_owner
+    )
+    if not held:
+        raise jobs.LeaseLost(job)
+
+
 @dataclass(frozen=True)
 class StartedCall:
     call_id: uuid.UUID
@@ -140,11 +152,22 @@ class StartedCall:
 
 
 async def start_call(
-    pool: asyncpg.Pool, *, image_id: int, revision: int, account_id: int, provider: str, model: str
+    pool: asyncpg.Pool,
+    job: jobs.Job,
+    *,
+    image_id: int,
+    revision: int,
+    account_id: int,
+    provider: str,
+    model: str,
+    estimated_cost_usd: float,
 ) -> StartedCall:
-    """Record a paid call before it is made (committed at once), numbered within its image revision."""
+    """Record a paid call before it is made (committed at once), numbered within its image revision, with
+    its list price until its answer tells better. Only under the job's lease (else `jobs.LeaseLost`): an
+    overtaken attempt never starts a call, so every call left open is one the lease's next holder sees."""
     call_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
+        await hold_lease(conn, job)
         attempt: int = await conn.fetchval(
             "SELECT coalesce(max(attempt), 0) + 1 FROM provider_calls WHERE image_id = $1 AND revision = $2",
             image_id,
@@ -153,8 +176,9 @@ async def start_call(
         key = call_key(image_id, revision, attempt)
         await conn.execute(
             """
-            INSERT INTO provider_calls (call_id, idempotency_key, image_id, revision, attempt, account_id, provider, model)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            INSERT INTO provider_calls (call_id, idempotency_key, image_id, revision, attempt, account_id, provider,
+                                        model, estimated_cost_usd)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
             """,
             call_id,
             key,
@@ -164,6 +188,7 @@ async def start_call(
             account_id,
             provider,
             model,
+            estimated_cost_usd,
         )
     return StartedCall(call_id=call_id, attempt=attempt, idempotency_key=key)
 
@@ -180,13 +205,16 @@ async def finish_call(
     error: str | None = None,
     raw_blob_key: str | None = None,
     revised_prompt: str | None = None,
-) -> None:
-    await conn.execute(
+) -> bool:
+    """Record a call's answer. False, and nothing written, when the call was closed as interrupted meanwhile
+    (its attempt was overtaken): it has been reported then, and a call is reported once."""
+    finished: bool | None = await conn.fetchval(
         """
         UPDATE provider_calls SET finished_at = clock_timestamp(), outcome = $2, latency_ms = $3,
                estimated_cost_usd = $4, input_tokens = $5, output_tokens = $6, error = $7, raw_blob_key = $8,
                revised_prompt = $9
-        WHERE call_id = $1
+        WHERE call_id = $1 AND outcome = 'started'
+        RETURNING true
         """,
         call_id,
         "succeeded" if succeeded else "failed",
@@ -198,6 +226,47 @@ async def finish_call(
         raw_blob_key,
         revised_prompt,
     )
+    return bool(finished)
+
+
+@dataclass(frozen=True)
+class InterruptedCall:
+    """A paid call whose generator stopped during it (a kill, a crash, an attempt overtaken), now closed."""
+
+    call_id: uuid.UUID
+    started_at: datetime
+    open_ms: int  # from its start until it was closed: how long the provider took is unknown
+    estimated_cost_usd: float
+
+
+async def close_interrupted_calls(
+    conn: asyncpg.Connection, image_id: int, revision: int, *, fallback_cost_usd: float
+) -> list[InterruptedCall]:
+    """Close as interrupted the calls of an image revision still `started`, counting each at its list price
+    (`fallback_cost_usd` for a row recorded without one). Call it in the transaction that reports them, under
+    the job's lease and with no call of the current attempt open: every open call is then an earlier
+    attempt's. A call is closed once, so a redelivery or a later attempt finds nothing left to report."""
+    rows = await conn.fetch(
+        """
+        UPDATE provider_calls SET outcome = 'interrupted', finished_at = clock_timestamp(), error = $3,
+               estimated_cost_usd = coalesce(estimated_cost_usd, $4)
+        WHERE image_id = $1 AND revision = $2 AND outcome = 'started'
+        RETURNING call_id, started_at, finished_at, estimated_cost_usd
+        """,
+        image_id,
+        revision,
+        INTERRUPTED_CALL,
+        fallback_cost_usd,
+    )
+    return [
+        InterruptedCall(
+            call_id=row["call_id"],
+            started_at=row["started_at"],
+            open_ms=round((row["finished_at"] - row["started_at"]).total_seconds() * 1000),
+            estimated_cost_usd=row["estimated_cost_usd"],
+        )
+        for row in sorted(rows, key=lambda row: row["started_at"])
+    ]
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,13 @@ from writer_images.events import ImageGenerationRequested
 
 GENERATE_QUEUE = "generate"
 
+# A paid call whose generator stopped during it: no answer was read, yet the provider may have made (and
+# billed) the image. How long it ran is unknown; its log entry gives the time until it was closed.
+INTERRUPTED_CALL = (
+    "interrupted: the generator stopped during the call; the provider may have billed it"
+    " (latency: the time until the call was closed)"
+)
+
 
 def job_key(image_id: int, revision: int) -> str:
     """The idempotency key of a generation: the image and its prompt/settings revision."""

@@ -4,6 +4,8 @@ Accepting is database work only: the request becomes a durable job in the transa
 event in the inbox. Generating runs in the job runner: provider call (rate-limited, bounded, timed out,
 recorded before it is made), bytes into the blob store at once, renditions in the process pool, then one
 transaction with the result, the `ai.function.called` and `image.generated` events and the job's completion.
+A paid call that an earlier attempt left open (its process died during it) is closed and reported as
+interrupted by the next attempt, or by the job's failure, before anything else.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from generator.adapters.rate_limit import Limit, PostgresTokenBucket
 from generator.adapters.rendition_files import render_renditions_to_files
 from generator.domain.rules import (
     GENERATE_QUEUE,
+    INTERRUPTED_CALL,
     deadline_passed,
     job_key,
     provider_key,
@@ -187,7 +190,7 @@ class ImageGeneration:
         if stored is not None:
             await self._reemit(job, envelope, request, stored)
             return
-        output, renditions = await self._generate(envelope, request)
+        output, renditions = await self._generate(job, envelope, request)
         result = ImageGenerated(
             task_id=request.task_id,
             image_id=request.image_id,
@@ -224,9 +227,12 @@ class ImageGeneration:
             raise jobs.LeaseLost(job)
 
     async def on_exhausted(self, conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
-        """After the last attempt: `image.generation.failed` for the user, the request to the DLQ for operators."""
+        """After the last attempt: `image.generation.failed` for the user, the request to the DLQ for operators,
+        and the report of a paid call the last attempt left open (its worker died during it)."""
         envelope = Envelope.model_validate(job.payload["envelope"])
         request = ImageGenerationRequested.model_validate(envelope.payload)
+        # The runner has just failed the job under this attempt's lease, in this transaction.
+        await self._close_interrupted_calls(conn, envelope, request)
         await self._outbox.write(
             conn,
             [
@@ -288,27 +294,36 @@ class ImageGeneration:
         return max(0.1, min(self._limits.provider_timeout_s, left))
 
     async def _generate(
-        self, envelope: Envelope, request: ImageGenerationRequested
+        self, job: Job, envelope: Envelope, request: ImageGenerationRequested
     ) -> tuple[ProviderOutput, list[StoredRendition]]:
         """The provider's image and its renditions, stored."""
         try:
             provider = self._providers.get(request.provider)
         except ProviderConfigError as error:
             raise FailJob(failure_reason(error)) from error
-        spec = ImageSpec(
-            prompt=request.prompt, model=request.model, width=request.width, height=request.height
-        )
+        spec = spec_of(request)
         if isinstance(provider, LocalProvider):
             return await self._local_call(provider, spec, envelope, request)
-        output = await self._provider_output(provider, spec, envelope, request)
+        output = await self._provider_output(job, provider, spec, envelope, request)
         return output, await self._render(output.data, request)
 
     async def _provider_output(
-        self, provider: ImageProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
+        self,
+        job: Job,
+        provider: ImageProvider,
+        spec: ImageSpec,
+        envelope: Envelope,
+        request: ImageGenerationRequested,
     ) -> ProviderOutput:
-        """Bytes of a call already paid for (a crash came between call and result), else a new paid call."""
+        """Bytes of a call already paid for (a crash came between call and result), else a new paid call;
+        first, the report of any call an earlier attempt left open."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Only the lease's holder closes calls: an attempt overtaken while it waited (its lease ran out)
+            # must not close the call that the job's new holder has in flight.
+            await repository.hold_lease(conn, job)
+            await self._close_interrupted_calls(conn, envelope, request)
         paid = await repository.unused_paid_output(self._pool, request.image_id, request.revision)
-        if paid is not None:  # a crash came between the paid call and the result: never pay twice
+        if paid is not None:  # a crash came between the paid call and the result: not paid again
             log.info("reusing the output of a paid call", call_id=str(paid.call_id))
             return ProviderOutput(
                 data=await self._blobs.get(paid.raw_blob_key),
@@ -320,7 +335,7 @@ class ImageGeneration:
                 input_tokens=paid.input_tokens,
                 output_tokens=paid.output_tokens,
             )
-        return await self._paid_call(provider, spec, envelope, request)
+        return await self._paid_call(job, provider, spec, envelope, request)
 
     async def _local_call(
         self, provider: LocalProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
@@ -361,20 +376,29 @@ class ImageGeneration:
         return output, renditions
 
     async def _paid_call(
-        self, provider: ImageProvider, spec: ImageSpec, envelope: Envelope, request: ImageGenerationRequested
+        self,
+        job: Job,
+        provider: ImageProvider,
+        spec: ImageSpec,
+        envelope: Envelope,
+        request: ImageGenerationRequested,
     ) -> ProviderOutput:
         """Rate-limited, bounded, recorded before it is made; its bytes are stored as soon as it answers."""
         async with self._slot(request.provider):
             await self._buckets.acquire(
                 provider_key(request.provider, request.model), self._limits.rate_of(request.provider)
             )
+            # The call's idempotency key is not sent: OpenAI's image API documents none (the SDK takes one
+            # only for endpoints that do), and a retry is a new call with a key of its own anyway.
             call = await repository.start_call(
                 self._pool,
+                job,
                 image_id=request.image_id,
                 revision=request.revision,
                 account_id=envelope.account_id,
                 provider=request.provider,
                 model=request.model,
+                estimated_cost_usd=provider.list_price_usd(spec),
             )
             called_at = utcnow()
             started = time.monotonic()
@@ -394,7 +418,7 @@ class ImageGeneration:
         # Stored before anything else can fail: the call is paid for and a provider URL would expire.
         raw_key = (await self._blobs.put(image.data, extension="img")).key
         async with self._pool.acquire() as conn, conn.transaction():
-            await repository.finish_call(
+            finished = await repository.finish_call(
                 conn,
                 call.call_id,
                 succeeded=True,
@@ -405,6 +429,8 @@ class ImageGeneration:
                 raw_blob_key=raw_key,
                 revised_prompt=image.revised_prompt,
             )
+            if not finished:  # closed as interrupted by the runner that took the job over: it was reported
+                raise jobs.LeaseLost(job)
             await self._outbox.write(conn, [messages.progress(envelope, request, "storing")])
         return ProviderOutput.of(image, call.call_id, called_at, latency_ms)
 
@@ -434,16 +460,46 @@ class ImageGeneration:
             error=reason,
         )
         async with self._pool.acquire() as conn, conn.transaction():
-            if paid:
-                await repository.finish_call(
-                    conn,
-                    call_id,
-                    succeeded=False,
-                    latency_ms=latency_ms,
-                    estimated_cost_usd=0.0,
-                    error=reason,
-                )
+            if paid and not await repository.finish_call(
+                conn, call_id, succeeded=False, latency_ms=latency_ms, estimated_cost_usd=0.0, error=reason
+            ):
+                return  # closed as interrupted by the runner that took the job over: reported already
             await self._outbox.write(conn, [event])
+
+    async def _close_interrupted_calls(
+        self, conn: asyncpg.Connection, envelope: Envelope, request: ImageGenerationRequested
+    ) -> None:
+        """Close the paid calls of this image revision that an earlier attempt left open and report each in
+        this transaction: failed, at its estimated cost, since the provider probably billed it."""
+        closed = await repository.close_interrupted_calls(
+            conn, request.image_id, request.revision, fallback_cost_usd=self._list_price(request)
+        )
+        await self._outbox.write(
+            conn,
+            [
+                messages.ai_function_called(
+                    envelope,
+                    request,
+                    call_id=call.call_id,
+                    called_at=call.started_at,
+                    latency_ms=call.open_ms,
+                    estimated_cost_usd=call.estimated_cost_usd,
+                    input_tokens=None,
+                    output_tokens=None,
+                    error=INTERRUPTED_CALL,
+                )
+                for call in closed
+            ],
+        )
+        for call in closed:
+            log.warning("paid call interrupted, reported as probably billed", call_id=str(call.call_id))
+            metrics.PROVIDER_COST.labels(request.provider, request.model).inc(call.estimated_cost_usd)
+
+    def _list_price(self, request: ImageGenerationRequested) -> float:
+        try:
+            return self._providers.get(request.provider).list_price_usd(spec_of(request))
+        except ProviderConfigError:  # not configured now: only a row priced when its call started has a price
+            return 0.0
 
     async def _render(self, data: bytes, request: ImageGenerationRequested) -> list[StoredRendition]:
         plan: list[RenditionSpec] = rendition_plan(request)
@@ -462,6 +518,10 @@ class ImageGeneration:
         except BrokenProcessPool as error:
             # A render worker died; the paid call's bytes are stored, so the retry renders them without paying.
             raise RetryJob(f"a render worker died: {error}") from error
+
+
+def spec_of(request: ImageGenerationRequested) -> ImageSpec:
+    return ImageSpec(prompt=request.prompt, model=request.model, width=request.width, height=request.height)
 
 
 def failure_reason(error: ProviderError) -> str:

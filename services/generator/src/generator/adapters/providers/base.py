@@ -50,6 +50,11 @@ class ImageProvider(Protocol):
         """Make one provider call; raise a `ProviderError` subclass on failure."""
         ...
 
+    def list_price_usd(self, spec: ImageSpec) -> float:
+        """What one `generate` of `spec` costs at list price, known before the call: what a call cut off by
+        a crash is counted as (the provider may have billed it); 0 for a spec the provider would refuse."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections the provider owns (not the process pool, which its creator owns)."""
         ...

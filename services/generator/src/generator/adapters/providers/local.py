@@ -131,6 +131,9 @@ class LocalProvider:
         usage = ProviderUsage(images=1, input_tokens=None, output_tokens=None, estimated_cost_usd=0.0)
         return GeneratedImage(data=data, revised_prompt=None, usage=usage)
 
+    def list_price_usd(self, spec: ImageSpec) -> float:
+        return 0.0
+
     async def generate_and_finish(
         self, spec: ImageSpec, finish: Callable[..., T], *finish_args: Any, timeout_s: float
     ) -> T:

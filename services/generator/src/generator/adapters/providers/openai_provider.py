@@ -142,6 +142,12 @@ class OpenAIProvider:
         verify_image_bytes(data)
         return GeneratedImage(data=data, revised_prompt=image.revised_prompt, usage=_usage(request, response))
 
+    def list_price_usd(self, spec: ImageSpec) -> float:
+        try:
+            return estimated_cost_usd(plan_request(spec))
+        except ProviderConfigError:  # refused before any network call: nothing is billed
+            return 0.0
+
     async def aclose(self) -> None:
         await self._client.close()
         if self._owns_downloads:
