@@ -19,7 +19,6 @@ import asyncpg
 import httpx
 import pytest
 
-from publisher.adapters import repository as repo
 from publisher.adapters.wordpress import (
     ClientConfig,
     Post,
@@ -28,7 +27,6 @@ from publisher.adapters.wordpress import (
     WordPressClients,
     WordPressError,
 )
-from publisher.domain.rules import job_key, site_group
 from publisher.service.publishing import (
     QUEUE,
     Publishing,
@@ -37,31 +35,24 @@ from publisher.service.publishing import (
     publish_requested_handler,
 )
 from publisher.settings import SCHEMA
+from publisher.testing import ACCOUNT_ID, SITE_ID, in_process_publishing, request_job
 from writer_images import jobs, topics
-from writer_images.blobstore import FilesystemBlobStore
 from writer_images.consumer import IncomingEvent
 from writer_images.events import (
     ContentPublished,
     ContentPublishFailed,
     ContentPublishRequested,
     Envelope,
-    SiteChanged,
     decode_envelope,
     make_event,
     utcnow,
 )
 from writer_images.jobs import JobRunner, RunnerConfig
-from writer_images.outbox import Outbox
 from writer_images.retry import RetryPolicy
-from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
 from writer_images.testing.wordpress import WordPressSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.wordpress]
 
-ACCOUNT_ID = 7
-SITE_ID = 1
-SECRETS_KEY = ServiceSettings().secrets_key
 Outcome = ContentPublished | ContentPublishFailed
 
 
@@ -118,45 +109,6 @@ def _request(
     )
 
 
-def _job(request: ContentPublishRequested) -> jobs.NewJob:
-    """The request's job exactly as the consumer enqueues it."""
-    event = make_event(request, account_id=ACCOUNT_ID, correlation_id="attempt-order")
-    return jobs.NewJob(
-        dedupe_key=job_key(request.publication_key, str(request.attempt_id)),
-        group_key=site_group(request.site_id),
-        payload={"envelope": Envelope.model_validate_json(event.value).model_dump(mode="json")},
-    )
-
-
-async def _deps(
-    pool: asyncpg.Pool, site: WordPressSite, clients: WordPressClients, tmp_path: Path
-) -> Publishing:
-    box = SecretBox(SECRETS_KEY)
-    async with pool.acquire() as conn:
-        await repo.upsert_site(
-            conn,
-            ACCOUNT_ID,
-            SiteChanged(
-                site_id=SITE_ID,
-                site_key="site-1",
-                name="Site 1",
-                base_url=site.base_url,
-                username=site.editor_user,
-                application_password_encrypted=box.seal(site.editor_app_password),
-                webhook_secret_encrypted=box.seal("unused"),
-                revision=1,
-            ),
-        )
-    return Publishing(
-        pool=pool,
-        schema=SCHEMA,
-        outbox=Outbox(SCHEMA),
-        blobs=FilesystemBlobStore(tmp_path),
-        clients=clients,
-        secrets=box,
-    )
-
-
 def _runner(pool: asyncpg.Pool, deps: Publishing, run: Callable[[jobs.Job], Awaitable[None]]) -> JobRunner:
     retry = RetryPolicy(max_attempts=5, base_s=0.05, max_s=0.2)
     config = RunnerConfig(
@@ -205,11 +157,11 @@ async def test_an_older_attempt_that_wakes_after_a_newer_one_published_leaves_th
     older = _request(content_id, 1, f"Old title {content_id}", "<p>Old text.</p>")
     newer = _request(content_id, 2, f"New title {content_id}", "<p>New text.</p>")
     clients = RateLimitedOnce(ClientConfig(allow_private_urls=True, timeout_s=30), title=older.title)
-    deps = await _deps(pool, bridged_site, clients, tmp_path)
+    deps = await in_process_publishing(pool, bridged_site, clients, tmp_path)
     newer_published = asyncio.Event()
 
     async def run(job: jobs.Job) -> None:
-        if job.dedupe_key == _job(newer).dedupe_key:
+        if job.dedupe_key == request_job(newer).dedupe_key:
             # The user publishes again once the older attempt is held back by the host's Retry-After
             # (images-api gave up on it meanwhile).
             await clients.throttled.wait()
@@ -222,7 +174,7 @@ async def test_an_older_attempt_that_wakes_after_a_newer_one_published_leaves_th
 
     runner = _runner(pool, deps, run)
     async with pool.acquire() as conn:
-        await jobs.enqueue_many(conn, SCHEMA, QUEUE, [_job(older), _job(newer)])
+        await jobs.enqueue_many(conn, SCHEMA, QUEUE, [request_job(older), request_job(newer)])
     running = asyncio.create_task(runner.run())
     try:
         outcomes = await _outcomes(pool, older, newer)
@@ -252,7 +204,7 @@ async def test_an_overdue_request_sent_again_with_a_later_deadline_while_its_job
     pool: asyncpg.Pool, bridged_site: WordPressSite, tmp_path: Path
 ) -> None:
     clients = WordPressClients(ClientConfig(allow_private_urls=True, timeout_s=30))
-    deps = await _deps(pool, bridged_site, clients, tmp_path)
+    deps = await in_process_publishing(pool, bridged_site, clients, tmp_path)
     content_id = _content_id()
     overdue = _request(content_id, 1, f"Re-requested {content_id}", "<p>Text.</p>", deadline_at=utcnow())
     # images-api's sweeper: the same attempt, a new event, a later deadline. Its job is still pending, so the

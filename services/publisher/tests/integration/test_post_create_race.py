@@ -27,24 +27,16 @@ from publisher.adapters.wordpress import (
     WordPressClients,
     WordPressError,
 )
-from publisher.domain.rules import job_key, site_group
-from publisher.service.publishing import QUEUE, Publishing, exhausted_handler, publish
+from publisher.service.publishing import QUEUE, exhausted_handler, publish
 from publisher.settings import SCHEMA
+from publisher.testing import ACCOUNT_ID, SITE_ID, in_process_publishing, request_job
 from writer_images import jobs
-from writer_images.blobstore import FilesystemBlobStore
-from writer_images.events import ContentPublishRequested, Envelope, SiteChanged, make_event, utcnow
+from writer_images.events import ContentPublishRequested, utcnow
 from writer_images.jobs import JobRunner, RunnerConfig
-from writer_images.outbox import Outbox
 from writer_images.retry import RetryPolicy
-from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
 from writer_images.testing.wordpress import WordPressSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.wordpress]
-
-ACCOUNT_ID = 7
-SITE_ID = 1
-SECRETS_KEY = ServiceSettings().secrets_key
 
 
 class TimedOutFirstCreate(WordPressClients):
@@ -91,25 +83,21 @@ class TimedOutFirstCreate(WordPressClients):
 
 
 def _request(site_id: int, publication_key: str, title: str) -> jobs.NewJob:
-    """A publish request's job exactly as the consumer enqueues it (each request has its own attempt id)."""
-    request = ContentPublishRequested(
-        publication_id=1,
-        attempt_id=uuid.uuid4(),
-        content_id=1,
-        site_id=site_id,
-        publication_key=publication_key,
-        action="publish",
-        title=title,
-        html="<p>One paragraph.</p>",
-        wp_status="publish",
-        images=[],
-        deadline_at=utcnow() + timedelta(minutes=10),
-    )
-    event = make_event(request, account_id=ACCOUNT_ID, correlation_id="race")
-    return jobs.NewJob(
-        dedupe_key=job_key(publication_key, str(request.attempt_id)),
-        group_key=site_group(site_id),
-        payload={"envelope": Envelope.model_validate_json(event.value).model_dump(mode="json")},
+    """A publish request's job (each request has its own attempt id)."""
+    return request_job(
+        ContentPublishRequested(
+            publication_id=1,
+            attempt_id=uuid.uuid4(),
+            content_id=1,
+            site_id=site_id,
+            publication_key=publication_key,
+            action="publish",
+            title=title,
+            html="<p>One paragraph.</p>",
+            wp_status="publish",
+            images=[],
+            deadline_at=utcnow() + timedelta(minutes=10),
+        )
     )
 
 
@@ -143,31 +131,8 @@ async def test_an_attempt_that_looked_up_while_a_create_was_in_flight_does_not_c
     with_plugin: bool,
 ) -> None:
     site = bridged_site if with_plugin else wordpress_site
-    box = SecretBox(SECRETS_KEY)
-    async with pool.acquire() as conn:
-        await repo.upsert_site(
-            conn,
-            ACCOUNT_ID,
-            SiteChanged(
-                site_id=SITE_ID,
-                site_key="site-1",
-                name="Site 1",
-                base_url=site.base_url,
-                username=site.editor_user,
-                application_password_encrypted=box.seal(site.editor_app_password),
-                webhook_secret_encrypted=box.seal("unused"),
-                revision=1,
-            ),
-        )
     clients = TimedOutFirstCreate(ClientConfig(allow_private_urls=True, timeout_s=30))
-    deps = Publishing(
-        pool=pool,
-        schema=SCHEMA,
-        outbox=Outbox(SCHEMA),
-        blobs=FilesystemBlobStore(tmp_path),
-        clients=clients,
-        secrets=box,
-    )
+    deps = await in_process_publishing(pool, site, clients, tmp_path)
     publication_key = f"wi-{ACCOUNT_ID}-1-{SITE_ID}"
     title = f"Raced {uuid.uuid4().hex}"
     first, second = _request(SITE_ID, publication_key, title), _request(SITE_ID, publication_key, title)
