@@ -477,23 +477,31 @@ class JobRunner:
         await self._exhaust(job, reason, retryable=True)
 
     async def _exhaust(self, job: Job, reason: str, *, retryable: bool) -> None:
-        """Fail the job and call `on_exhausted` in one transaction. If that raises, fail the job all the same,
-        without the hook's effects: a hook that cannot succeed (it cannot read the payload that made the
-        handler fail) would otherwise leave the job leased, to be taken and failed again forever."""
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                held = await self._mark_failed(conn, job, reason)
-                if held:
-                    await self._on_exhausted(conn, job, reason, retryable)
-        except Exception as exc:
-            log.exception("job failed without its failure hook", reason=reason, error=repr(exc))
-            reason = f"{reason} (failed without its failure hook: {type(exc).__name__}: {exc})"
-            async with self._pool.acquire() as conn:
-                held = await self._mark_failed(conn, job, reason)
+        """Fail the job and call `on_exhausted`, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            held = await self._mark_failed(conn, job, reason)
+            if held:
+                await self._failure_hook(conn, job, reason, retryable)
         if not held:
             self._lease_lost(job)
             return
         metrics.JOBS.labels(job.queue, "failed").inc()
+
+    async def _failure_hook(self, conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+        """`on_exhausted` in a savepoint. A hook that raises (it cannot read the payload that made the handler
+        fail) leaves none of its writes and the job fails without it: otherwise the job stayed leased, to be
+        taken and failed again for ever. A connection lost meanwhile is not the hook's fault: the statement
+        below raises too, nothing commits, and once the lease runs out the job is failed again, hook and all."""
+        try:
+            async with conn.transaction():
+                await self._on_exhausted(conn, job, reason, retryable)
+        except Exception as exc:
+            log.exception("job failed without its failure hook", reason=reason, error=repr(exc))
+            await conn.execute(
+                "UPDATE jobs SET last_error = $2 WHERE id = $1",
+                job.id,
+                f"{reason} (failed without its failure hook: {type(exc).__name__}: {exc})"[:2000],
+            )
 
     async def _mark_failed(self, conn: asyncpg.Connection, job: Job, reason: str) -> bool:
         held = await conn.fetchval(

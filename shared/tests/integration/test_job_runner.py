@@ -413,6 +413,32 @@ async def test_a_failure_hook_that_raises_still_leaves_the_job_failed_with_both_
     ] == [("error", "unparseable")]
 
 
+async def test_a_connection_lost_while_failing_a_job_fails_it_later_with_its_hook_not_without(
+    jobs_schema: tuple[str, asyncpg.Pool],
+) -> None:
+    schema, pool = jobs_schema
+    await _enqueue(pool, schema, "outage")
+    hook_calls: list[int] = []
+
+    async def handler(job: Job) -> None:
+        raise FailJob("the provider refused the prompt")
+
+    async def hook(conn: asyncpg.Connection, job: Job, reason: str, retryable: bool) -> None:
+        hook_calls.append(job.attempts)
+        if len(hook_calls) == 1:  # the database goes away while the first failure is being recorded
+            async with pool.acquire() as other:
+                await other.execute("SELECT pg_terminate_backend($1)", conn.get_server_pid())
+        await _record_exhausted(conn, job, reason, retryable)
+
+    async with _running(pool, schema, handler, hook, lease_s=0.3):
+        await _until(lambda: _settled(pool))
+    async with pool.acquire() as conn:
+        status, last_error = await conn.fetchrow("SELECT status, last_error FROM jobs")
+    assert len(hook_calls) == 2
+    assert (status, last_error) == ("failed", "the provider refused the prompt")
+    assert [reason for _, reason, _ in await _exhausted(pool)] == ["the provider refused the prompt"]
+
+
 async def test_a_runner_whose_lease_was_taken_cannot_complete_the_job_and_its_writes_roll_back(
     jobs_schema: tuple[str, asyncpg.Pool],
 ) -> None:
