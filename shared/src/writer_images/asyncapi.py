@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from writer_images.events import Envelope, all_contracts
+from writer_images.events import MAX_EVENT_BYTES, Envelope, all_contracts
 from writer_images.topics import dlq_topic
 
 PRODUCERS = {
@@ -69,7 +69,8 @@ def document() -> dict[str, Any]:
             "title": "Writer Images events",
             "version": "1.0.0",
             "description": "Every event is an Envelope whose payload is the message's model. "
-            "Delivery is at least once; consumers dedupe by event_id.",
+            "Delivery is at least once; consumers dedupe by event_id. "
+            f"An envelope is at most {MAX_EVENT_BYTES:,} bytes (`events.MAX_EVENT_BYTES`).",
         },
         "defaultContentType": "application/json",
         "channels": channels,

@@ -173,7 +173,11 @@ class ContentPublishRequested(Payload):
     wp_status: Literal["publish", "draft", "future"]
     publish_at: datetime | None = None
     images: list[PublishImage]
-    known_external_id: str | None = Field(default=None, description="The post id from an earlier publication")
+    known_external_id: str | None = Field(
+        default=None,
+        description="The post id from an earlier publication of this content to this site; "
+        "null after the content moved to another site.",
+    )
     deadline_at: datetime
 
 

@@ -50,7 +50,6 @@ class ImagesApiSettings(ServiceSettings):
     changes_coalesce_s: float = 1.0
     max_request_bytes: int = 2 * 1024 * 1024
     default_page_size: int = 25
-    max_page_size: int = 100
     page_cache_entries: int = Field(
         default=2048, description="Grouped-view pages cached per process; 0 disables"
     )

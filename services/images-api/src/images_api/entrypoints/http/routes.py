@@ -33,6 +33,7 @@ from images_api.entrypoints.http.deps import (
 )
 from images_api.service import ai_logs, auth, contents, generation, image_settings, publishing, sites
 from writer_images.blobstore import CONTENT_TYPES, BlobNotFoundError
+from writer_images.events import MAX_EVENT_BYTES
 from writer_images.http import AppError, Ok, Problem, current_request_id, not_found, ok
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -42,6 +43,12 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": Problem, "description": "Invalid input, with `errors` per field"},
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "Refused in this state"}}
+TOO_LARGE: dict[int | str, dict[str, Any]] = {
+    413: {
+        "model": Problem,
+        "description": f"The content is too large to publish (an event is at most {MAX_EVENT_BYTES:,} bytes)",
+    }
+}
 
 IdPath = Annotated[int, Path(ge=1, le=2**62)]
 NO_NUL = r"^[^\x00]*$"
@@ -247,8 +254,9 @@ async def content_images(
     responses=CONFLICT,
 )
 async def generate_images(body: s.GenerateIn, who: Editor, conn: Conn, state: State) -> Ok[Any]:
-    """One transaction: task, task items and one `image.generation.requested` per image.
-    404 for ids that are not this content's; 409 for images already queued or generating."""
+    """One transaction: task, task items and one `image.generation.requested` per image. `content_id` is
+    optional (default: the images' own content; 422 if they belong to several). 404 for ids that are not
+    this content's; 409 for images already queued or generating."""
     result = await generation.request_generation(
         conn,
         state.resources.outbox,
@@ -495,6 +503,7 @@ async def task_events(task_id: uuid.UUID, who: Reader, state: State) -> EventSou
     response_model=Ok[s.PublishRequestedOut | s.PublishedOut],
     responses={
         **CONFLICT,
+        **TOO_LARGE,
         200: {"model": Ok[s.PublishedOut], "description": "With ?wait=true: WordPress answered"},
         502: {"model": Problem, "description": "With ?wait=true: publishing failed (reason)"},
     },
@@ -508,7 +517,8 @@ async def publish(
     ] = False,
 ) -> Response:
     """The seed's rule is enforced (409 with the reason); images must be generated unless
-    `allow_missing_images`. 202 with the publication id, or the result with `?wait=true`."""
+    `allow_missing_images`; 413 when the content is too large to publish. 202 with the publication id, or
+    the result with `?wait=true`."""
     # no connection is held while waiting: a wait is long, the pool is small
     async with state.resources.pool.acquire() as conn:
         requested = await publishing.request_publication(
@@ -577,10 +587,11 @@ async def publish_batch(body: s.PublishBatchIn, who: Editor, conn: Conn, state: 
     tags=["publisher"],
     status_code=202,
     response_model=Ok[s.PublishRequestedOut],
-    responses=CONFLICT,
+    responses={**CONFLICT, **TOO_LARGE},
 )
 async def republish(body: s.RepublishIn, who: Editor, conn: Conn, state: State) -> Ok[Any]:
-    """Update the existing WordPress post after an edit (a separate, explicit action)."""
+    """Update the existing WordPress post after an edit (a separate, explicit action). 409 with the reason
+    when it may not be republished; 413 when the content is too large to publish."""
     result = await publishing.request_publication(
         conn,
         state.resources.outbox,
