@@ -181,7 +181,7 @@ async def update_content(
         if "site_id" in sets or "sector_id" in sets:
             await check_site_and_sector(conn, account_id, site_id, sector_id)
         if site_id != current["site_id"]:
-            await _refuse_while_publishing(conn, content_id)
+            await _refuse_while_publishing(conn, account_id, content_id)
             # The post belongs to the old site: kept, a publish to the new site would carry its id and
             # the publisher would overwrite whatever post has that id there.
             sets.update(_NOT_ON_WORDPRESS)
@@ -195,12 +195,20 @@ async def update_content(
         return await content_detail(conn, account_id, content_id, signer)
 
 
-async def _refuse_while_publishing(conn: asyncpg.Connection, content_id: int) -> None:
+async def publication_in_flight(conn: asyncpg.Connection, account_id: int, content_id: int) -> int | None:
+    """The id of the content's publication still waiting for its result, if any."""
+    in_flight: int | None = await conn.fetchval(
+        "SELECT id FROM publications WHERE account_id = $1 AND content_id = $2 AND status = 'requested' LIMIT 1",
+        account_id,
+        content_id,
+    )
+    return in_flight
+
+
+async def _refuse_while_publishing(conn: asyncpg.Connection, account_id: int, content_id: int) -> None:
     """A publication's result names the site it was requested for: arriving after a move, it would link
     the content to the old site's post again."""
-    in_flight = await conn.fetchval(
-        "SELECT id FROM publications WHERE content_id = $1 AND status = 'requested' LIMIT 1", content_id
-    )
+    in_flight = await publication_in_flight(conn, account_id, content_id)
     if in_flight:
         reason = (
             f"publication {in_flight} of this content is still in progress; change the site once it is done"

@@ -13,7 +13,7 @@ import asyncpg
 from images_api.adapters.notifier import notify, publication_topic
 from images_api.adapters.paging import Params, offset_page
 from images_api.domain import rules
-from images_api.service.contents import get_content_row
+from images_api.service.contents import get_content_row, publication_in_flight
 from writer_images.events import (
     ContentPublishRequested,
     EventTooLargeError,
@@ -69,9 +69,7 @@ async def _prepare(
         )
     if site is None:
         raise RefusedError(409, "content has no WordPress site; set its site_id first")
-    in_flight = await conn.fetchval(
-        "SELECT id FROM publications WHERE content_id = $1 AND status = 'requested' LIMIT 1", content_id
-    )
+    in_flight = await publication_in_flight(conn, account_id, content_id)
     if in_flight:
         raise RefusedError(409, f"publication {in_flight} of this content is still in progress")
     images = await conn.fetch(
