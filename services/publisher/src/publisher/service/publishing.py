@@ -176,7 +176,7 @@ async def _publish_with(
     # the one case where it can be trusted (see `_create_or_update_post`).
     lookup = (
         asyncio.create_task(_find_by_key(client, request.publication_key))
-        if state.post_id is None and state.create_attempts == 0 and client.has_bridge_plugin is None
+        if state.post_id is None and state.create_attempts == 0 and _must_look_up(client, 0)
         else None
     )
     try:
