@@ -58,6 +58,12 @@ class Tenant:
         data: dict[str, Any] = response.json()["data"]
         return data
 
+    async def group(self, content_id: int) -> dict[str, Any]:
+        """The content's group in the grouped view, as the page shows it."""
+        response = await self.viewer.get("/v1/writer/images/content_images/", params={"page_size": 100})
+        page: dict[str, Any] = response.json()["data"]
+        return next(g for g in page["results"] if g["content_id"] == content_id)
+
     async def stored_rendition(self) -> events.Rendition:
         """A demo image in the blob store, described as the generator describes a rendition it stored."""
         blob = await self.app.state.resources.blobs.put(render_demo_image(1), extension="jpg")

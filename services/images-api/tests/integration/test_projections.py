@@ -16,17 +16,10 @@ from writer_images.testing.kafka_tools import emitted, send_events
 # --- WordPress → us ---------------------------------------------------------------------------
 
 
-async def _group(tenant: Tenant, content_id: int) -> dict[str, Any]:
-    page = (await tenant.viewer.get("/v1/writer/images/content_images/", params={"page_size": 100})).json()[
-        "data"
-    ]
-    return next(g for g in page["results"] if g["content_id"] == content_id)
-
-
 async def _until(tenant: Tenant, content_id: int, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The content's group in the grouped view once `done` holds (the consumer works asynchronously)."""
     for _ in range(200):
-        group = await _group(tenant, content_id)
+        group = await tenant.group(content_id)
         if done(group):
             return group
         await asyncio.sleep(0.05)
@@ -200,7 +193,7 @@ async def test_a_copy_of_our_post_carrying_its_publication_key_does_not_take_ove
         ],
     )
     await _until(tenant, witness["id"], lambda g: g["sync_status"] == "draft")
-    group = await _group(tenant, content["id"])
+    group = await tenant.group(content["id"])
 
     assert (group["external_id"], group["sync_status"], group["content_title"]) == (
         "5678",
@@ -227,7 +220,7 @@ async def test_a_post_on_another_site_never_changes_the_content_even_with_its_pu
         ],
     )
     await _until(tenant, witness["id"], lambda g: g["sync_status"] == "draft")
-    group = await _group(tenant, content["id"])
+    group = await tenant.group(content["id"])
 
     assert (group["external_id"], group["sync_status"]) == ("5678", "published")
     assert group["external_url"] == "https://blog.example.com/?p=5678"
@@ -331,5 +324,5 @@ async def test_a_publication_result_older_than_a_change_made_in_wordpress_leaves
             break
         await asyncio.sleep(0.05)
     assert await publication_recorded()
-    group = await _group(tenant, content["id"])
+    group = await tenant.group(content["id"])
     assert (group["sync_status"], group["external_url"], group["external_id"]) == ("draft", None, "5678")

@@ -5,29 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from images_api.testing import Tenant
 from writer_images import events
 from writer_images.events import make_event, utcnow
-from writer_images.testing.kafka_tools import emitted
-
-
-async def _send(bootstrap: str, outgoing: events.OutgoingEvent) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(outgoing.topic, value=outgoing.value, key=outgoing.key.encode())
-    finally:
-        await producer.stop()
-
-
-async def _group(tenant: Tenant, content_id: int) -> dict[str, Any]:
-    page = (await tenant.viewer.get("/v1/writer/images/content_images/", params={"page_size": 100})).json()[
-        "data"
-    ]
-    return next(g for g in page["results"] if g["content_id"] == content_id)
+from writer_images.testing.kafka_tools import emitted, send_events
 
 
 async def test_publish_requests_the_publisher_and_projects_the_result(
@@ -60,9 +43,11 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
         featured_media_id=9,
         media_ids={},
     )
-    await _send(kafka_bootstrap, make_event(published, account_id=tenant.account_id, correlation_id="t"))
+    await send_events(
+        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
+    )
     for _ in range(100):
-        group = await _group(tenant, content["id"])
+        group = await tenant.group(content["id"])
         if group["external_id"]:
             break
         await asyncio.sleep(0.05)
@@ -87,9 +72,11 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
         source="webhook",
         observed_at=utcnow(),
     )
-    await _send(kafka_bootstrap, make_event(trashed, account_id=tenant.account_id, correlation_id="t"))
+    await send_events(
+        kafka_bootstrap, [make_event(trashed, account_id=tenant.account_id, correlation_id="t")]
+    )
     for _ in range(100):
-        group = await _group(tenant, content["id"])
+        group = await tenant.group(content["id"])
         if group["sync_status"] == "removed":
             break
         await asyncio.sleep(0.05)
@@ -156,7 +143,7 @@ async def test_a_content_too_large_for_the_broker_is_refused_413_alone_and_in_a_
     by_id = {r["content_id"]: r for r in batch.json()["data"]["results"]}
     assert "too large to publish" in by_id[huge["id"]]["reason"]
     assert by_id[ready["id"]]["accepted"]
-    assert (await _group(tenant, huge["id"]))["sync_status"] != "failed"  # nothing was requested for it
+    assert (await tenant.group(huge["id"]))["sync_status"] != "failed"  # nothing was requested for it
 
 
 async def test_an_atomic_batch_with_one_refusal_requests_nothing_and_says_why(tenant: Tenant) -> None:
@@ -219,7 +206,7 @@ async def test_failed_publication_is_visible_and_publishable_again(
         retryable=False,
         attempts=1,
     )
-    await _send(kafka_bootstrap, make_event(failed, account_id=tenant.account_id, correlation_id="t"))
+    await send_events(kafka_bootstrap, [make_event(failed, account_id=tenant.account_id, correlation_id="t")])
     for _ in range(100):
         publication = (
             await tenant.viewer.get(f"/v1/publisher/publications/{requested['publication_id']}/")
@@ -228,7 +215,7 @@ async def test_failed_publication_is_visible_and_publishable_again(
             break
         await asyncio.sleep(0.05)
     assert publication["status"] == "failed" and "application password" in publication["reason"]
-    assert (await _group(tenant, content["id"]))["sync_status"] == "failed"
+    assert (await tenant.group(content["id"]))["sync_status"] == "failed"
     retry = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
     assert retry.status_code == 202
 
@@ -254,7 +241,9 @@ async def test_publish_with_wait_returns_the_seed_shape_once_wordpress_answered(
         featured_media_id=None,
         media_ids={},
     )
-    await _send(kafka_bootstrap, make_event(published, account_id=tenant.account_id, correlation_id="t"))
+    await send_events(
+        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
+    )
     response = await waiting
     assert response.status_code == 200, response.text
     assert response.json()["data"] == {
