@@ -136,8 +136,6 @@ class OutboxRelay:
         # Rows left to relay one at a time: a broker refuses a partition's whole batch for one record that
         # is too large, so the record is found by sending alone the rows of the batch it was in.
         self._alone = 0
-        # Another relay of this schema was sending: look again soon (what woke this relay may be news to it).
-        self._standing_by = False
 
     async def run(self) -> None:
         """Relay until `stop()`; broker or database outages are waited out with backoff."""
@@ -146,7 +144,7 @@ class OutboxRelay:
         try:
             while not self._stopping.is_set():
                 try:
-                    sent = await self.relay_once()
+                    sent = await self._relay_turn()
                     failures = 0
                 except Exception as exc:  # broker or database away: nothing was deleted, retry later
                     failures += 1
@@ -154,7 +152,8 @@ class OutboxRelay:
                     log.warning("outbox relay failed, backing off", error=repr(exc), delay_s=round(delay, 2))
                     await self._sleep(delay)
                     continue
-                if self._standing_by:
+                if sent is None:
+                    # Another relay's turn: what woke this one may be news to it, so look again soon.
                     await self._sleep(_STAND_BY_S)
                 elif sent < self._batch_size and not self._alone:
                     await self._wait_for_work()
@@ -176,6 +175,10 @@ class OutboxRelay:
         failed send (or a crash) rolls the delete back and the rows are sent again (at least once). A row the
         broker can never take (too large) must not hold back every row behind it: it leaves the outbox as a
         dead letter on its topic's DLQ, with its reason."""
+        return await self._relay_turn() or 0
+
+    async def _relay_turn(self) -> int | None:
+        """`relay_once`, or None when another relay of this schema holds the turn."""
         try:
             return await self._relay_batch(1 if self._alone else self._batch_size)
         except _BatchRefusedError as refused:
@@ -183,15 +186,14 @@ class OutboxRelay:
             log.warning("outbox batch refused by the broker; relaying it row by row", rows=refused.rows)
             return 0
 
-    async def _relay_batch(self, limit: int) -> int:
+    async def _relay_batch(self, limit: int) -> int | None:
         async with self._pool.acquire() as conn, conn.transaction():
             # One relay of a schema at a time (the others stand by): two relays sending disjoint batches at
             # once would let an aggregate's later event overtake its earlier one.
-            self._standing_by = not await conn.fetchval(
+            if not await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _RELAY_LOCK_CLASS, self._schema
-            )
-            if self._standing_by:
-                return 0
+            ):
+                return None
             deleted = await conn.fetch(
                 """
                 DELETE FROM outbox WHERE id IN (
