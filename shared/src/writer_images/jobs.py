@@ -521,6 +521,17 @@ class JobRunner:
         metrics.JOBS.labels(job.queue, "lease_lost").inc()
 
 
+async def hold_lease(conn: asyncpg.Connection, job: Job) -> None:
+    """Raise `LeaseLost` unless `job` is still leased to this attempt. The job's row stays locked until
+    the transaction ends (a claim skips locked rows), so no runner takes the job over before what the
+    transaction writes is committed and visible to it."""
+    held = await conn.fetchval(
+        "SELECT true FROM jobs WHERE id = $1 AND lease_owner = $2 FOR SHARE", job.id, job.lease_owner
+    )
+    if not held:
+        raise LeaseLost(job)
+
+
 def completion(ids_param: int, owners_param: int) -> str:
     """The UPDATE that marks done the jobs whose ids and lease owners are parameters $ids_param and
     $owners_param (arrays, pairwise), returning the ids it marked: a job no longer leased to its attempt is

@@ -133,17 +133,6 @@ async def commit_results(
     return [f.job_id in completed for f in finished]
 
 
-async def hold_lease(conn: asyncpg.Connection, job: jobs.Job) -> None:
-    """Raise `jobs.LeaseLost` unless `job` is still leased to this attempt. The job's row stays locked until
-    the transaction ends (a claim skips locked rows), so no runner takes the job over before what the
-    transaction writes is committed and visible to it."""
-    held = await conn.fetchval(
-        "SELECT true FROM jobs WHERE id = $1 AND lease_owner = $2 FOR SHARE", job.id, job.lease_owner
-    )
-    if not held:
-        raise jobs.LeaseLost(job)
-
-
 @dataclass(frozen=True)
 class StartedCall:
     call_id: uuid.UUID
@@ -167,7 +156,7 @@ async def start_call(
     overtaken attempt never starts a call, so every call left open is one the lease's next holder sees."""
     call_id = uuid.uuid4()
     async with pool.acquire() as conn, conn.transaction():
-        await hold_lease(conn, job)
+        await jobs.hold_lease(conn, job)
         attempt: int = await conn.fetchval(
             "SELECT coalesce(max(attempt), 0) + 1 FROM provider_calls WHERE image_id = $1 AND revision = $2",
             image_id,

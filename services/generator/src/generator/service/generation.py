@@ -320,7 +320,7 @@ class ImageGeneration:
         async with self._pool.acquire() as conn, conn.transaction():
             # Only the lease's holder closes calls: an attempt overtaken while it waited (its lease ran out)
             # must not close the call that the job's new holder has in flight.
-            await repository.hold_lease(conn, job)
+            await jobs.hold_lease(conn, job)
             await self._close_interrupted_calls(conn, envelope, request)
         paid = await repository.unused_paid_output(self._pool, request.image_id, request.revision)
         if paid is not None:  # a crash came between the paid call and the result: not paid again
