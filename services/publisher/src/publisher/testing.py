@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from publisher.adapters import repository as repo
 from publisher.adapters.wordpress import WordPressClients
@@ -61,3 +62,11 @@ def request_job(request: ContentPublishRequested) -> jobs.NewJob:
         group_key=site_group(request.site_id),
         payload={"envelope": Envelope.model_validate_json(event.value).model_dump(mode="json")},
     )
+
+
+def post_ids_with_key(site: WordPressSite, publication_key: str) -> list[int]:
+    """The posts of `site` that carry `publication_key`, by the bridge plugin's lookup route, in every status."""
+    with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
+        response = client.get("/writer-images/v1/posts", params={"publication_key": publication_key})
+        response.raise_for_status()
+        return [int(p["id"]) for p in response.json()]

@@ -14,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
+from publisher.testing import post_ids_with_key
 from writer_images.testing.wordpress import WordPressSite
 
 pytestmark = [pytest.mark.slow, pytest.mark.wordpress]
@@ -39,13 +40,6 @@ async def _published_so_far(database_url: str) -> int:
         return done
     finally:
         await conn.close()
-
-
-def _posts_with_key(site: WordPressSite, key: str) -> list[int]:
-    with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
-        response = client.get("/writer-images/v1/posts", params={"publication_key": key})
-        response.raise_for_status()
-        return [int(p["id"]) for p in response.json()]
 
 
 async def test_sigkill_at_random_points_of_a_bulk_publish_leaves_one_post_per_content_and_one_media_per_image(
@@ -90,6 +84,6 @@ async def test_sigkill_at_random_points_of_a_bulk_publish_leaves_one_post_per_co
     for content in contents:
         external_ids = {o["external_id"] for o in outcomes[content.content_id]}
         assert len(external_ids) == 1
-        assert _posts_with_key(bridged_site, content.publication_key) == [int(external_ids.pop())]
+        assert post_ids_with_key(bridged_site, content.publication_key) == [int(external_ids.pop())]
     assert _total(bridged_site, "/wp/v2/posts", status=ALL_STATUSES) == posts_before + CONTENTS
     assert _total(bridged_site, "/wp/v2/media") == media_before + CONTENTS * 2

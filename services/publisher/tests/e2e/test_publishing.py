@@ -8,6 +8,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from publisher.testing import post_ids_with_key
 from writer_images.events import utcnow
 from writer_images.testing.wordpress import WordPressSite
 
@@ -28,13 +29,6 @@ def _media(site: WordPressSite, media_id: int) -> dict:  # type: ignore[type-arg
         return response.json()  # type: ignore[no-any-return]
 
 
-def _posts_with_key(site: WordPressSite, key: str) -> list[dict]:  # type: ignore[type-arg]
-    with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
-        response = client.get("/writer-images/v1/posts", params={"publication_key": key})
-        response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
-
-
 async def test_publish_creates_one_post_with_its_featured_and_in_article_images_in_place(
     harness, bridged_site: WordPressSite
 ) -> None:
@@ -46,9 +40,7 @@ async def test_publish_creates_one_post_with_its_featured_and_in_article_images_
 
     assert published["_type"] == "content.published"
     assert published["sync_status"] == "published" and published["wp_status"] == "publish"
-    assert [p["id"] for p in _posts_with_key(bridged_site, content.publication_key)] == [
-        int(published["external_id"])
-    ]
+    assert post_ids_with_key(bridged_site, content.publication_key) == [int(published["external_id"])]
     post = _post(bridged_site, published["external_id"])
     # The post's modification time orders this result among the changes made in WordPress (another topic).
     assert published["modified_gmt"].removesuffix("Z").removesuffix("+00:00") == post["modified_gmt"]
@@ -95,7 +87,7 @@ async def test_republish_after_an_edit_updates_the_same_post_and_reuses_its_medi
     assert _total(bridged_site, "/wp/v2/media") == media_before
     post = _post(bridged_site, second["external_id"])
     assert post["title"]["raw"] == content.title and "One, revised." in post["content"]["raw"]
-    assert len(_posts_with_key(bridged_site, content.publication_key)) == 1
+    assert len(post_ids_with_key(bridged_site, content.publication_key)) == 1
     assert outcomes
 
 
@@ -140,7 +132,7 @@ async def test_a_request_whose_deadline_passed_writes_nothing_to_wordpress_and_f
     assert failed["_type"] == "content.publish.failed"
     assert failed["code"] == "deadline_passed" and "deadline passed before publishing" in failed["reason"]
     assert failed["retryable"] is False
-    assert _posts_with_key(bridged_site, content.publication_key) == []
+    assert post_ids_with_key(bridged_site, content.publication_key) == []
     assert _total(bridged_site, "/wp/v2/media") == media_before
 
 
@@ -165,7 +157,7 @@ async def test_an_older_publication_arriving_after_a_newer_one_was_published_lea
     assert late[0]["retryable"] is False
     post = _post(bridged_site, published["external_id"])
     assert post["title"]["raw"] == content.title and "One, newer." in post["content"]["raw"]
-    assert [p["id"] for p in _posts_with_key(bridged_site, content.publication_key)] == [post["id"]]
+    assert post_ids_with_key(bridged_site, content.publication_key) == [post["id"]]
 
 
 def _total(site: WordPressSite, path: str, **params: str) -> int:
@@ -232,7 +224,7 @@ async def test_bulk_publish_of_20_with_3_failures_publishes_the_other_17_and_tou
     )
     assert _total(bridged_site, "/wp/v2/media") == media_before + 17 * 4
     for content in (bad_password, broken, oversized):
-        assert _posts_with_key(bridged_site, content.publication_key) == []
+        assert post_ids_with_key(bridged_site, content.publication_key) == []
 
 
 @pytest.mark.parametrize("with_plugin", [True, False], ids=["bridge-plugin", "no-plugin-slug-fallback"])

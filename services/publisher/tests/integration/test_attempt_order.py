@@ -35,7 +35,7 @@ from publisher.service.publishing import (
     publish_requested_handler,
 )
 from publisher.settings import SCHEMA
-from publisher.testing import ACCOUNT_ID, SITE_ID, in_process_publishing, request_job
+from publisher.testing import ACCOUNT_ID, SITE_ID, in_process_publishing, post_ids_with_key, request_job
 from writer_images import jobs, topics
 from writer_images.consumer import IncomingEvent
 from writer_images.events import (
@@ -140,10 +140,8 @@ async def _outcomes(pool: asyncpg.Pool, *requests: ContentPublishRequested) -> d
 
 def _posts_with_key(site: WordPressSite, publication_key: str) -> list[dict[str, Any]]:
     with httpx.Client(base_url=site.rest_url, auth=site.admin_auth, timeout=30) as client:
-        found = client.get("/writer-images/v1/posts", params={"publication_key": publication_key})
-        found.raise_for_status()
         posts = []
-        for post_id in (int(p["id"]) for p in found.json()):
+        for post_id in post_ids_with_key(site, publication_key):
             post = client.get(f"/wp/v2/posts/{post_id}", params={"context": "edit"})
             post.raise_for_status()
             posts.append(post.json())
