@@ -195,7 +195,6 @@ final class Writer_Images_Bridge {
 	}
 
 	public static function rest_health() {
-		$queue = get_option( self::QUEUE, array() );
 		$pause = self::pause();
 		return rest_ensure_response(
 			array(
@@ -203,7 +202,7 @@ final class Writer_Images_Bridge {
 				'version'            => self::VERSION,
 				'site_key'           => self::site_key(),
 				'webhook_configured' => self::is_configured(),
-				'queued_webhooks'    => is_array( $queue ) ? count( $queue ) : 0,
+				'queued_webhooks'    => count( self::queue() ),
 				'paused_until'       => $pause ? gmdate( 'Y-m-d\TH:i:s', $pause['until'] ) : null,
 				'refused_with'       => $pause ? $pause['code'] : null,
 			)
@@ -549,7 +548,6 @@ final class Writer_Images_Bridge {
 			'site_key'    => array( 'Site key', 'WRITER_IMAGES_SITE_KEY', 'text' ),
 		);
 		$settings = get_option( self::SETTINGS, array() );
-		$queue    = get_option( self::QUEUE, array() );
 		echo '<div class="wrap"><h1>Writer Images</h1><form method="post" action="options.php">';
 		settings_fields( 'writer_images_bridge' );
 		echo '<table class="form-table" role="presentation">';
@@ -572,7 +570,7 @@ final class Writer_Images_Bridge {
 			echo '</td></tr>';
 		}
 		echo '</table>';
-		printf( '<p>Webhooks waiting for a retry: %d</p>', is_array( $queue ) ? count( $queue ) : 0 );
+		printf( '<p>Webhooks waiting for a retry: %d</p>', count( self::queue() ) );
 		$pause = self::pause();
 		if ( $pause ) {
 			printf(
