@@ -371,6 +371,9 @@ class FaultyProxy:
                     time.sleep(delay_s)
                 length = int(self.headers.get("Content-Length") or 0)
                 if max_body is not None and length > max_body:
+                    # Read the body first, as nginx's lingering close does: closing with it unread resets the
+                    # connection, and the client may see the reset instead of the 413 (a flaky "unreachable").
+                    self.rfile.read(length)
                     self._answer(
                         413, b"<html><body><h1>413 Request Entity Too Large</h1></body></html>", "text/html"
                     )
