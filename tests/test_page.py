@@ -157,3 +157,210 @@ async def test_the_grid_follows_a_change_made_elsewhere_without_a_reload(
     )
 
     await expect(page.locator("#rows tr").first).to_contain_text(f"{prefix} renamed", timeout=10_000)
+
+
+async def _publishable(api: Api, title: str) -> dict[str, Any]:
+    """A `published` content on a site nothing listens on, its images marked generated: the seed's rule shows
+    its Publish to WordPress button (the publisher's attempts fail; these tests only look at the page)."""
+    site = await api.call(
+        "POST",
+        "/v1/sites/",
+        expect=201,
+        json={"name": title, "base_url": "http://127.0.0.1:9", "username": "u", "application_password": "p"},
+    )
+    content = await api.call(
+        "POST",
+        "/v1/writer/contents/",
+        expect=201,
+        json={"title": title, "html": "<p>x</p>", "status": "published", "site_id": site["id"]},
+    )
+    await api.call(
+        "POST", "/v1/writer/images/bulk_update/", json={"content_id": content["id"], "status": "generated"}
+    )
+    return content
+
+
+async def test_a_burst_of_401s_refreshes_the_session_once_and_keeps_the_user_signed_in(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    # The refresh token rotates and a rotated one presented again revokes the session: two requests that
+    # both find the access token expired must share one refresh.
+    page = await _signed_in(browser, stack)
+    await expect(page.locator("#live")).to_be_visible()
+    seen: set[str] = set()
+    expired = False
+    refreshes = 0
+
+    async def route(route: Any) -> None:
+        nonlocal refreshes
+        auth = route.request.headers.get("authorization")
+        if route.request.url.endswith("/v1/auth/refresh"):
+            refreshes += 1
+        elif auth and expired and auth in seen and not refreshes:
+            # Until the page refreshes (a new access token issued in the same second as the old one can be
+            # byte-identical, so "a token seen before" alone would refuse the retries too).
+            await route.fulfill(
+                status=401, json={"success": False, "error": "Token expired", "request_id": "t"}
+            )
+            return
+        elif auth and not expired:
+            seen.add(auth)
+        await route.continue_()
+
+    await page.route("**/v1/**", route)
+    await page.click("#toggle-settings")  # any request: the page's token is seen
+    await page.click("#toggle-settings")
+    await page.click("#toggle-publishing")  # the queue and the calendar, loaded at once
+    await expect(page.locator("#queue-rows tr").first).to_be_visible()
+    await page.click("#toggle-publishing")
+    expired = True
+
+    def reloaded(part: str) -> Any:
+        # 304 when nothing changed since the first load (the browser revalidates its cached copy)
+        return page.expect_response(lambda r: part in r.url and r.status in (200, 304), timeout=10_000)
+
+    async with reloaded("status=requested"), reloaded("scheduled_from="):  # each retried after the refresh
+        await page.click("#toggle-publishing")
+
+    assert refreshes == 1
+    await expect(page.locator("#login")).to_be_hidden()
+    await expect(page.locator(".toast.error")).to_have_count(0)
+    await page.fill("#search", "after the refresh")  # the refreshed session goes on working
+    await expect(page.locator("#page-info")).to_contain_text("Page 1 of 1", timeout=10_000)
+
+
+async def test_a_double_click_on_publish_to_wordpress_sends_one_request(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Double publish {uuid.uuid4().hex[:6]}"
+    await _publishable(owner_api, title)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", title)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if r.method == "POST" and "/publisher/publish/" in r.url else None,
+    )
+
+    await page.locator("#rows tr").first.get_by_role("button", name="Publish to WordPress").dblclick()
+
+    await page.wait_for_timeout(1500)
+    assert len(sent) == 1, sent
+    await expect(page.locator(".toast.error")).to_have_count(0)
+
+
+async def test_a_double_click_on_bulk_publish_sends_one_request(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Double bulk {uuid.uuid4().hex[:6]}"
+    await _publishable(owner_api, title)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", title)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    await page.locator("#rows tr").first.get_by_role("checkbox").check()
+    sent: list[str] = []
+    page.on(
+        "request", lambda r: sent.append(r.url) if r.method == "POST" and "/publish/batch/" in r.url else None
+    )
+
+    await page.locator("#bulk-publish").dblclick()
+
+    await expect(page.locator(".toast.success")).to_contain_text("Publishing 1 item(s)")
+    await page.wait_for_timeout(1000)
+    assert len(sent) == 1, sent
+    await expect(page.locator(".toast.warning")).to_have_count(0)
+
+
+async def test_a_double_click_on_next_stops_at_the_last_page(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Pager test {uuid.uuid4().hex[:6]}"
+    await _seed(owner_api, prefix, 12)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 2 · 12 items", timeout=10_000)
+
+    await page.dblclick("#next")
+
+    await expect(page.locator("#page-info")).to_have_text("Page 2 of 2 · 12 items")
+    await expect(page.locator("#rows tr")).to_have_count(2)
+    await expect(page.locator("#empty")).to_be_hidden()
+
+
+async def test_select_all_shows_whether_this_pages_rows_are_selected(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Select test {uuid.uuid4().hex[:6]}"
+    await _seed(owner_api, prefix, 12)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 2 · 12 items", timeout=10_000)
+    await page.check("#select-all")
+    await expect(page.locator("#rows input[type=checkbox]:checked")).to_have_count(10)
+
+    await page.click("#next")
+    await expect(page.locator("#page-info")).to_have_text("Page 2 of 2 · 12 items")
+    await expect(page.locator("#select-all")).not_to_be_checked()
+    await page.click("#select-all")  # one click selects this page's rows
+    await expect(page.locator("#rows input[type=checkbox]:checked")).to_have_count(2)
+
+    await page.click("#prev")
+    await expect(page.locator("#page-info")).to_have_text("Page 1 of 2 · 12 items")
+    await expect(page.locator("#select-all")).to_be_checked()
+
+
+async def test_a_click_is_not_lost_when_the_grid_reloads_under_it(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Click test {uuid.uuid4().hex[:6]}"
+    first, second = await _seed(owner_api, prefix, 2)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#rows tr")).to_have_count(2, timeout=10_000)
+    await expect(page.locator("#live")).to_be_visible()
+    button = page.locator("#rows tr").first.get_by_role("button", name="Update Status")
+    await button.focus()
+    box = await button.bounding_box()
+    assert box is not None
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.down()
+
+    # another user renames the other row meanwhile: the grid reloads between the press and the release
+    await owner_api.call(
+        "PATCH", f"/v1/writer/contents/{second['id']}/", json={"title": f"{prefix} 01 renamed"}
+    )
+    await expect(page.locator("#rows tr").nth(1)).to_contain_text("renamed", timeout=10_000)
+    await page.mouse.up()
+
+    await expect(page.locator("#status-modal")).to_be_visible()
+    await expect(page.locator("#status-record")).to_have_text(first["title"])
+
+
+async def test_the_image_preview_opens_with_the_mouse_and_from_the_keyboard(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Preview test {uuid.uuid4().hex[:6]}"
+    [content] = await _seed(owner_api, prefix, 1)
+    featured = next(i for i in content["images"] if i["image_type"] == "featured")
+    await owner_api.call(
+        "POST",
+        "/v1/writer/images/generate_images/",
+        expect=202,
+        json={"ids": [featured["id"]], "content_id": content["id"]},
+    )
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    thumb = page.locator("#rows img.thumb").first
+    await expect(thumb).to_be_visible(timeout=30_000)
+
+    await thumb.click()
+    await expect(page.locator("#image-modal")).to_be_visible()
+    await expect(page.locator("#image-modal-img")).to_have_attribute("alt", featured["prompt"])
+    await page.click("#image-close")
+    await expect(page.locator("#image-modal")).to_be_hidden()
+
+    await thumb.focus()
+    await expect(thumb).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#image-modal")).to_be_visible()

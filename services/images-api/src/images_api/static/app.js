@@ -23,7 +23,8 @@ class ApiError extends Error {
 
 async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {}) {
   const headers = { "Content-Type": "application/json" };
-  if (state.access) headers.Authorization = `Bearer ${state.access}`;
+  const sentWith = state.access;
+  if (sentWith) headers.Authorization = `Bearer ${sentWith}`;
   let response;
   try {
     response = await fetch(path, { method, headers, body: body ? JSON.stringify(body) : undefined, signal });
@@ -32,7 +33,10 @@ async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {
     throw new ApiError(0, { error: "Network error: Unable to reach API" });
   }
   if (response.status === 401 && retry && state.refresh) {
-    if (await refreshTokens()) return fetchAPI(path, { method, body, retry: false, signal });
+    // another request may have refreshed the tokens meanwhile: use them rather than rotate again
+    if ((state.access && state.access !== sentWith) || (await refreshTokens())) {
+      return fetchAPI(path, { method, body, retry: false, signal });
+    }
     showLogin("Session expired");
   }
   if (response.status === 304) return null;
@@ -41,14 +45,21 @@ async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {
   return payload.data;
 }
 
-async function refreshTokens() {
-  const response = await fetch("/v1/auth/refresh", {
-    method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ refresh_token: state.refresh }),
-  });
-  if (!response.ok) { setTokens(null); return false; }
-  setTokens((await response.json()).data);
-  return true;
+// One refresh at a time: the refresh token rotates, and presenting a rotated one again (as a second,
+// concurrent refresh would) revokes the whole session. Requests that find the access token expired
+// together share the one refresh.
+let refreshing = null;
+function refreshTokens() {
+  refreshing ??= (async () => {
+    const response = await fetch("/v1/auth/refresh", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ refresh_token: state.refresh }),
+    });
+    if (!response.ok) { setTokens(null); return false; }
+    setTokens((await response.json()).data);
+    return true;
+  })().finally(() => { refreshing = null; });
+  return refreshing;
 }
 
 function setTokens(tokens) {
@@ -99,7 +110,7 @@ export const isPublishable = (row) => row.status === "published" && (!row.extern
 function thumb(image, contentId) {
   if (!image) return `<span class="thumb">none</span>`;
   if (image.image_url && image.status === "generated") {
-    return `<img class="thumb" loading="lazy" src="${esc(image.image_url)}" alt="${esc(image.prompt)}" data-preview="${esc(image.image_url)}">`;
+    return `<img class="thumb" tabindex="0" role="button" loading="lazy" src="${esc(image.image_url)}" alt="${esc(image.prompt)}" data-preview="${esc(image.image_url)}">`;
   }
   return `<span class="thumb" title="${esc(image.prompt)}">${esc(image.status)}</span>`;
 }
@@ -115,6 +126,8 @@ async function loadImages() {
   for (const [k, v] of Object.entries(filters)) if (v) params.append(k, v);
   try {
     const data = await fetchAPI(`/v1/writer/images/content_images/?${params}`, { signal: loadController.signal });
+    const last = Math.max(1, Math.ceil(data.count / PAGE_SIZE));
+    if (state.page > last) { state.page = last; return loadImages(); }  // a double click on Next, fewer rows
     state.rows = data.results; state.count = data.count;
     renderRows(); renderMetrics();
   } catch (err) {
@@ -122,13 +135,15 @@ async function loadImages() {
   }
 }
 
+const rowMarkup = new WeakMap();  // the markup each rendered row was made from
+
 function renderRows() {
   const max = state.settings?.max_in_article_images ?? 5;
-  $("#rows").innerHTML = state.rows.map((row) => {
+  const markup = state.rows.map((row) => {
     const inArticle = row.in_article_images.slice(0, Math.max(max, row.in_article_images.length))
       .map((img) => thumb(img, row.content_id)).join("");
     const publish = canWrite() && isPublishable(row)
-      ? `<button class="success" data-action="publish" data-id="${row.content_id}">Publish to WordPress</button>` : "";
+      ? `<button class="success" data-action="publish" data-id="${row.content_id}"${publishing.has(row.content_id) ? " disabled" : ""}>Publish to WordPress</button>` : "";
     const link = row.external_url ? `<a href="${esc(row.external_url)}" target="_blank" rel="noopener">#${esc(row.external_id)}</a>` : "";
     return `<tr data-id="${row.content_id}">
       <td><input type="checkbox" data-select="${row.content_id}" ${state.selected.has(row.content_id) ? "checked" : ""} aria-label="Select ${esc(row.content_title)}"></td>
@@ -143,7 +158,20 @@ function renderRows() {
         ${publish}
         ${canWrite() ? `<button class="ghost" data-action="status" data-id="${row.content_id}">Update Status</button>` : ""}
       </div></td></tr>`;
-  }).join("");
+  });
+  // Only the rows whose markup changed are replaced: a reload (the grid follows every change of the
+  // account) must not take away the button being clicked or the control that has the keyboard focus.
+  const tbody = $("#rows");
+  markup.forEach((html, i) => {
+    const current = tbody.rows[i];
+    if (current && rowMarkup.get(current) === html) return;
+    const template = document.createElement("template");
+    template.innerHTML = html;
+    const tr = template.content.firstElementChild;
+    rowMarkup.set(tr, html);
+    if (current) current.replaceWith(tr); else tbody.append(tr);
+  });
+  while (tbody.rows.length > markup.length) tbody.rows[tbody.rows.length - 1].remove();
   $("#empty").hidden = state.rows.length > 0;
   const pages = Math.max(1, Math.ceil(state.count / PAGE_SIZE));
   $("#page-info").textContent = `Page ${state.page} of ${pages} · ${state.count} items`;
@@ -162,24 +190,32 @@ function renderMetrics() {
 
 function updateBulk() {
   const ready = state.rows.filter((r) => state.selected.has(r.content_id) && isPublishable(r));
-  $("#bulk-publish").disabled = !canWrite() || ready.length === 0;
+  $("#bulk-publish").disabled = !canWrite() || ready.length === 0 || bulkPublishing;
+  $("#select-all").checked = state.rows.length > 0 && state.rows.every((r) => state.selected.has(r.content_id));
   $("#bulk-publish").textContent = ready.length ? `Publish Ready to WordPress (${ready.length})` : "Publish Ready to WordPress";
 }
 
 // --- actions ------------------------------------------------------------------------------------
 
+const publishing = new Set();  // content ids whose Publish to WordPress is in flight
+let bulkPublishing = false;
+
 async function publishOne(contentId) {
+  if (publishing.has(contentId)) return;
+  publishing.add(contentId); renderRows();
   try {
     const result = await fetchAPI("/v1/publisher/publish/?wait=true", { method: "POST", body: { content_id: contentId, destinations: ["wordpress"] } });
     if (result.external_url) toast("Published to WordPress", "success");
     else toast("Publishing queued; the row updates when WordPress answers", "info");
   } catch (err) { toast(`Publishing failed: ${err.message}`, "error"); }
+  finally { publishing.delete(contentId); }
   loadImages();
 }
 
 async function publishBulk() {
   const ids = state.rows.filter((r) => state.selected.has(r.content_id) && isPublishable(r)).map((r) => r.content_id);
-  if (!ids.length) return;
+  if (!ids.length || bulkPublishing) return;
+  bulkPublishing = true; updateBulk();
   const body = { content_ids: ids, destinations: ["wordpress"], atomic: $("#bulk-atomic").checked };
   const when = $("#bulk-schedule").value;
   if (when) body.publish_at = new Date(when).toISOString();  // the browser's local time, sent with its zone
@@ -190,7 +226,7 @@ async function publishBulk() {
   } catch (err) {
     toast(`Bulk publish failed: ${err.message}`, "error");
     for (const [id, reasons] of Object.entries(err.errors || {})) toast(`#${id}: ${reasons.join(", ")}`, "warning");
-  }
+  } finally { bulkPublishing = false; }
   state.selected.clear(); loadImages();
   setTimeout(loadImages, 3000);
 }
@@ -463,9 +499,12 @@ function bind() {
   });
   $("#rows").addEventListener("click", (e) => {
     const preview = e.target.dataset.preview;
-    if (preview) { $("#image-modal-img").src = preview; $("#image-modal").showModal(); return; }
+    if (preview) { $("#image-modal-img").src = preview; $("#image-modal-img").alt = e.target.alt; $("#image-modal").showModal(); return; }
     const id = Number(e.target.dataset.id);
     ({ publish: publishOne, generate: openQueue, status: openStatus })[e.target.dataset.action]?.(id);
+  });
+  $("#rows").addEventListener("keydown", (e) => {  // a preview opens from the keyboard as with a click
+    if ((e.key === "Enter" || e.key === " ") && e.target.dataset.preview) { e.preventDefault(); e.target.click(); }
   });
   $("#bulk-publish").addEventListener("click", publishBulk);
   $("#queue-close").addEventListener("click", () => $("#queue-modal").close());
