@@ -79,8 +79,15 @@ class Supervisor:
                     print(
                         f"! {name} exited with {child.returncode}; restarting (#{count}), see var/log/{name}.log"
                     )
-                    time.sleep(min(30, 2**count))
-                    self.start(by_name[name])
+                    self.pause(min(30, 2**count))
+                    if not self.stopping:
+                        self.start(by_name[name])
+
+    def pause(self, seconds: float) -> None:
+        """Sleep, but wake as soon as a stop is asked for (Ctrl-C must not wait out a backoff)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     def stop(self) -> None:
         self.stopping = True
@@ -96,9 +103,9 @@ class Supervisor:
                     os.killpg(child.pid, signal.SIGKILL)
 
 
-def _wait_healthy(port: int, timeout_s: float = 60) -> bool:
+def _wait_healthy(port: int, supervisor: Supervisor, timeout_s: float = 60) -> bool:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not supervisor.stopping:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return True
@@ -115,37 +122,53 @@ def main(argv: list[str] | None = None) -> int:
 
     var: Path = args.var.resolve()
     (var / "log").mkdir(parents=True, exist_ok=True)
-    postgres = contextlib.ExitStack()
-    database_url = os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if not database_url:  # the local server if it answers, else a private cluster in var/pgdata
-        server = postgres.enter_context(postgres_server(var / "pgdata"))
-        database_url = asyncio.run(ensure_database(server, "writer_images"))
-    broker = TansuBroker(port=args.kafka_port or free_port(), log_path=var / "log" / "tansu.log").start()
-    asyncio.run(ensure_topics(broker.bootstrap, 3))
-
-    env = {
-        "WI_DATABASE_URL": database_url,
-        "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
-        "WI_BLOB_DIR": str(var / "blobs"),
-        "WI_ALLOW_PRIVATE_URLS": "true",
-        "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
-        "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        "WI_KAFKA_FETCH_MAX_WAIT_MS": "20",
-        "WI_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
-        "WI_LOG_JSON": "true",
-    }
+    env: dict[str, str] = {}
     supervisor = Supervisor(env, var / "log")
-    specs = [s for s in SERVICES if _runnable(s)]
 
+    # Installed before anything starts: a Ctrl-C at any moment only asks to stop, and every step below
+    # checks it, so whatever was started (broker, private Postgres, services) is stopped in `finally`.
     def shutdown(*_: object) -> None:
         supervisor.stopping = True
 
+    def stopped() -> bool:  # a call, not the attribute: the signal handler changes it behind the type checker
+        return supervisor.stopping
+
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)
+    postgres = contextlib.ExitStack()
+    broker: TansuBroker | None = None
     try:
+        database_url = os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
+        if not database_url:  # the local server if it answers, else a private cluster in var/pgdata
+            server = postgres.enter_context(postgres_server(var / "pgdata"))
+            database_url = asyncio.run(ensure_database(server, "writer_images"))
+        if stopped():
+            return 0
+        broker = TansuBroker(port=args.kafka_port or free_port(), log_path=var / "log" / "tansu.log")
+        broker.start()
+        asyncio.run(ensure_topics(broker.bootstrap, 3))
+        if stopped():
+            return 0
+
+        env.update(
+            {
+                "WI_DATABASE_URL": database_url,
+                "WI_KAFKA_BOOTSTRAP": broker.bootstrap,
+                "WI_BLOB_DIR": str(var / "blobs"),
+                "WI_ALLOW_PRIVATE_URLS": "true",
+                "WI_KAFKA_SESSION_TIMEOUT_MS": "2000",
+                "WI_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+                "WI_KAFKA_FETCH_MAX_WAIT_MS": "20",
+                "WI_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
+                "WI_LOG_JSON": "true",
+            }
+        )
+        specs = [s for s in SERVICES if _runnable(s)]
         for spec in specs:
             supervisor.start(spec)
-        healthy = {s.name: _wait_healthy(s.port) for s in specs}
+        healthy = {s.name: _wait_healthy(s.port, supervisor) for s in specs}
+        if stopped():
+            return 0
         demo = ""
         if healthy.get("images-api") and not args.no_demo:
             seeded = subprocess.run(
@@ -156,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
                 text=True,
             )
             demo = seeded.stdout.strip() or seeded.stderr.strip()[-500:]
+            if stopped():  # the terminal's Ctrl-C interrupted the seeding too
+                return 0
         print("\nWriter Images is running:")
         print(f"  broker (tansu)   {broker.bootstrap}")
         print(f"  postgres         {database_url}")
@@ -172,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         supervisor.stop()
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         postgres.close()
         print("stopped.")
     return 0

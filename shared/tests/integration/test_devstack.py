@@ -1,0 +1,112 @@
+"""`make run` (writer_images.devstack): Ctrl-C at any moment stops promptly and leaves nothing behind.
+
+Each case runs the launcher in a subprocess (it installs signal handlers) with a real tansu broker on a
+known port; what would need Postgres or the real services is replaced by the driver script.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from writer_images.infra.ports import free_port, wait_for_port
+
+
+def _listening(port: int) -> bool:
+    try:
+        wait_for_port(port, timeout_s=0.3)
+    except TimeoutError:
+        return False
+    return True
+
+
+def _kill_leftovers(marker: str) -> list[int]:
+    """Kill (and name) processes whose command line holds `marker`: what the launcher left behind."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and "devstack" not in cmdline:
+            found.append(int(entry.name))
+            os.kill(int(entry.name), signal.SIGKILL)
+    return found
+
+
+def _launch(tmp_path: Path, kafka_port: int, patches: str) -> subprocess.Popen[str]:
+    driver = textwrap.dedent(
+        """
+        import sys
+        from writer_images import devstack
+        {patches}
+        raise SystemExit(devstack.main(sys.argv[1:]))
+        """
+    ).format(patches=textwrap.dedent(patches))
+    env = {**os.environ, "WI_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    return subprocess.Popen(
+        [sys.executable, "-c", driver, "--var", str(tmp_path), "--kafka-port", str(kafka_port), "--no-demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def test_ctrl_c_while_topics_are_created_stops_the_broker(tmp_path: Path) -> None:
+    port = free_port()
+    # Ctrl-C arrives while the topics are being created, right after the broker started.
+    launcher = _launch(
+        tmp_path,
+        port,
+        """
+        import asyncio, os, signal
+
+        async def interrupted(*_args):
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.sleep(0.2)
+
+        devstack.ensure_topics = interrupted
+        devstack.SERVICES = ()
+        """,
+    )
+    try:
+        output, _ = launcher.communicate(timeout=30)
+    finally:
+        launcher.kill()
+    leftovers = _kill_leftovers(f"tcp://127.0.0.1:{port}")
+    assert not leftovers, f"broker left running after Ctrl-C:\n{output}"
+    assert not _listening(port)
+
+
+def test_ctrl_c_while_waiting_for_a_service_stops_at_once(tmp_path: Path) -> None:
+    port = free_port()
+    # A service that never answers /healthz (it exits at once): the launcher would wait 60 s for it.
+    launcher = _launch(
+        tmp_path,
+        port,
+        f"""
+        devstack.SERVICES = (devstack.ServiceSpec("never-ready", "this", {free_port()}),)
+        devstack._runnable = lambda spec: True
+        """,
+    )
+    try:
+        wait_for_port(port, timeout_s=20)
+        time.sleep(1.0)
+        os.killpg(launcher.pid, signal.SIGINT)
+        started = time.monotonic()
+        output, _ = launcher.communicate(timeout=15)
+        assert time.monotonic() - started < 10, output
+    finally:
+        launcher.kill()
+        leftovers = _kill_leftovers(f"tcp://127.0.0.1:{port}")
+    assert "stopped." in output
+    assert not leftovers, f"broker left running after Ctrl-C:\n{output}"
