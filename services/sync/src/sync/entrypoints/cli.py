@@ -8,16 +8,20 @@ import json
 import typer
 
 from sync.bootstrap import SCHEMA, VERSIONS_DIR, create_app
+from sync.service.projections import handlers
 from sync.service.reconcile import Reconciler
 from sync.service.webhooks import SecretOpener
 from sync.settings import SyncSettings
 from writer_images import db
+from writer_images.dlq import dlq_cli
+from writer_images.events import contract_for
 from writer_images.logging import configure_logging
 from writer_images.outbox import Outbox
 from writer_images.runtime import serve as serve_app
 from writer_images.secrets import SecretBox
 
 app = typer.Typer(help="Writer Images sync: WordPress webhooks and reconciliation.", no_args_is_help=False)
+app.add_typer(dlq_cli(SyncSettings, [contract_for(t, 1).topic for t in handlers()]), name="dlq")
 
 
 @app.callback(invoke_without_command=True)
