@@ -8,7 +8,7 @@ PACKAGES := -e shared -e services/images-api -e services/generator -e services/p
 .PHONY: setup system-deps run test test-quick lint typecheck format bench clean
 
 $(BIN)/python:
-	$(PY) -m venv $(VENV)
+	$(PY) -m venv $(VENV) || { rm -rf $(VENV); echo "could not create $(VENV): on Debian, apt-get install python3-venv"; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python requirements/constraints.txt requirements/base.txt requirements/dev.txt
