@@ -2,27 +2,48 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from faststream.kafka import KafkaBroker
 
 from writer_images.topics import TopicSpec, all_topics
 
 
+class TopicCreationError(RuntimeError):
+    """A topic the system needs could not be created: startup must stop here, not fail later."""
+
+
 async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] | None = None) -> None:
-    """Create every topic the system uses if missing. Topics are never auto-created."""
+    """Create every topic the system uses if missing. Topics are never auto-created.
+
+    Raises TopicCreationError naming each topic the broker refused (or that asks for fewer than one
+    partition); TOPIC_ALREADY_EXISTS is not an error, since services start concurrently.
+    """
+    wanted = [*all_topics(partitions), *(extra or [])]
+    invalid = [f"{s.name}: partition count {s.partitions} is below 1" for s in wanted if s.partitions < 1]
+    if invalid:
+        raise TopicCreationError(
+            "cannot create Kafka topics (check WI_KAFKA_PARTITIONS): " + "; ".join(invalid)
+        )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="writer-images-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [*all_topics(partitions), *(extra or [])]
         missing = [NewTopic(s.name, s.partitions, 1) for s in wanted if s.name not in existing]
         if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
-                await admin.create_topics(missing)
+            # aiokafka reports per-topic failures as error codes in the response; it does not raise.
+            # TOPIC_ALREADY_EXISTS only means another service, starting alongside, won the race.
+            response = await admin.create_topics(missing)
+            refused = [
+                f"{name}: {for_code(code).message} ({(rest[0] if rest else None) or for_code(code).description})"
+                for name, code, *rest in response.topic_errors
+                if code not in (0, TopicAlreadyExistsError.errno)
+            ]
+            if refused:
+                raise TopicCreationError(
+                    f"broker {bootstrap} refused to create topics: " + "; ".join(refused)
+                )
     finally:
         await admin.close()
 
