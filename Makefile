@@ -44,5 +44,6 @@ format: setup
 bench: setup system-deps ## run the benchmarks (ratios against named baselines in the same run)
 	$(BIN)/python -m bench $(ARGS)
 
-clean:
+clean: ## delete local state: var/ (blobs, logs, private Postgres), caches, and the database `make run` made on 127.0.0.1:5432
+	if [ -x $(BIN)/python ]; then $(BIN)/python -m writer_images.devstack --drop-database; fi
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -4,6 +4,9 @@ Starts a tansu broker, uses `WI_DATABASE_URL`/`DATABASE_URL` or the server on 12
 else a private PostgreSQL cluster under `var/pgdata`, creates the topics, starts every service that
 exists as a supervised subprocess, seeds the demo account once, and prints the URLs. Ctrl-C (or
 SIGTERM) stops every child process group; nothing is left behind.
+
+`--drop-database` (what `make clean` runs) drops the database it made on the shared server: the blobs
+live in var/, so a database that outlives them points at images that are gone.
 """
 
 from __future__ import annotations
@@ -24,8 +27,31 @@ import httpx
 
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.ports import free_port
-from writer_images.infra.postgres import ensure_database, postgres_server
+from writer_images.infra.postgres import (
+    DEFAULT_SERVER,
+    drop_database,
+    ensure_database,
+    postgres_server,
+    server_reachable,
+)
 from writer_images.kafka import ensure_topics
+
+DATABASE = "writer_images"  # on the shared server; a private cluster lives (and dies) in var/pgdata
+SHARED_SERVER = DEFAULT_SERVER  # what postgres_server() tries first
+
+
+def _configured_database_url() -> str | None:
+    return os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
+
+
+def drop_shared_database() -> None:
+    """Drop the database `make run` made on the shared server; a configured database is the user's own."""
+    if _configured_database_url():
+        print("WI_DATABASE_URL/DATABASE_URL is set: leaving that database alone")
+        return
+    if asyncio.run(server_reachable(SHARED_SERVER)):
+        asyncio.run(drop_database(SHARED_SERVER, DATABASE))
+        print(f"dropped database {DATABASE} (if it existed) on {SHARED_SERVER}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--var", type=Path, default=Path("var"), help="state directory (blobs, logs, pgdata)")
     parser.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
     parser.add_argument("--no-demo", action="store_true", help="do not seed the demo account")
+    parser.add_argument(
+        "--drop-database",
+        action="store_true",
+        help=f"drop the {DATABASE} database on the shared server and exit (part of `make clean`)",
+    )
     args = parser.parse_args(argv)
+    if args.drop_database:
+        drop_shared_database()
+        return 0
 
     var: Path = args.var.resolve()
     (var / "log").mkdir(parents=True, exist_ok=True)
@@ -138,10 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     postgres = contextlib.ExitStack()
     broker: TansuBroker | None = None
     try:
-        database_url = os.environ.get("WI_DATABASE_URL") or os.environ.get("DATABASE_URL")
+        database_url = _configured_database_url()
         if not database_url:  # the local server if it answers, else a private cluster in var/pgdata
             server = postgres.enter_context(postgres_server(var / "pgdata"))
-            database_url = asyncio.run(ensure_database(server, "writer_images"))
+            database_url = asyncio.run(ensure_database(server, DATABASE))
         if stopped():
             return 0
         broker = TansuBroker(port=args.kafka_port or free_port(), log_path=var / "log" / "tansu.log")

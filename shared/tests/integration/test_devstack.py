@@ -1,4 +1,5 @@
-"""`make run` (writer_images.devstack): Ctrl-C at any moment stops promptly and leaves nothing behind.
+"""`make run` (writer_images.devstack): Ctrl-C at any moment stops promptly and leaves nothing behind;
+`make clean` takes the database `make run` made on the shared server with it.
 
 Each case runs the launcher in a subprocess (it installs signal handlers) with a real tansu broker on a
 known port; what would need Postgres or the real services is replaced by the driver script.
@@ -6,15 +7,22 @@ known port; what would need Postgres or the real services is replaced by the dri
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
+import asyncpg
+import pytest
+
+from writer_images import devstack
 from writer_images.infra.ports import free_port, wait_for_port
+from writer_images.infra.postgres import create_database, drop_database, with_database
 
 
 def _listening(port: int) -> bool:
@@ -110,3 +118,54 @@ def test_ctrl_c_while_waiting_for_a_service_stops_at_once(tmp_path: Path) -> Non
         leftovers = _kill_leftovers(f"tcp://127.0.0.1:{port}")
     assert "stopped." in output
     assert not leftovers, f"broker left running after Ctrl-C:\n{output}"
+
+
+def _database_exists(server: str, name: str) -> bool:
+    async def check() -> bool:
+        conn = await asyncpg.connect(server)
+        try:
+            return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+        finally:
+            await conn.close()
+
+    return asyncio.run(check())
+
+
+def test_make_clean_drops_the_database_make_run_made_on_the_shared_server(
+    pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `make clean` deletes var/ (the blobs); the database that points at them must go with it, or the
+    # next `make run` finds the demo account "already present" with every image missing.
+    name = f"wi_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(create_database(pg_server_dsn, name))
+    monkeypatch.setattr(devstack, "DATABASE", name)
+    monkeypatch.setattr(devstack, "SHARED_SERVER", pg_server_dsn)
+    monkeypatch.delenv("WI_DATABASE_URL", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    try:
+        assert devstack.main(["--drop-database"]) == 0
+        assert not _database_exists(pg_server_dsn, name)
+        assert devstack.main(["--drop-database"]) == 0  # nothing to drop is fine
+    finally:
+        asyncio.run(drop_database(pg_server_dsn, name))
+
+
+def test_make_clean_leaves_a_configured_database_alone(
+    pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = f"wi_test_{uuid.uuid4().hex[:12]}"
+    asyncio.run(create_database(pg_server_dsn, name))
+    monkeypatch.setattr(devstack, "DATABASE", name)
+    monkeypatch.setattr(devstack, "SHARED_SERVER", pg_server_dsn)
+    monkeypatch.setenv("WI_DATABASE_URL", with_database(pg_server_dsn, name))
+    try:
+        assert devstack.main(["--drop-database"]) == 0
+        assert _database_exists(pg_server_dsn, name)
+    finally:
+        asyncio.run(drop_database(pg_server_dsn, name))
+
+
+def test_make_clean_calls_the_database_drop() -> None:
+    root = Path(__file__).resolve().parents[3]
+    dry_run = subprocess.run(["make", "-n", "clean"], cwd=root, capture_output=True, text=True, check=True)
+    assert "writer_images.devstack --drop-database" in dry_run.stdout
