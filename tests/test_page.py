@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,8 +39,12 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-async def _signed_in(browser: Browser, stack: Stack) -> Page:
+async def _signed_in(
+    browser: Browser, stack: Stack, prepare: Callable[[Page], Awaitable[None]] | None = None
+) -> Page:
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
+    if prepare is not None:  # e.g. routes that must be in place before the page's first requests
+        await prepare(page)
     await page.goto(f"{stack.api}/")
     await page.fill("input[name=email]", DEMO_EMAIL)
     await page.fill("input[name=password]", DEMO_PASSWORD)
@@ -364,3 +369,223 @@ async def test_the_image_preview_opens_with_the_mouse_and_from_the_keyboard(
     await expect(thumb).to_be_focused()
     await page.keyboard.press("Enter")
     await expect(page.locator("#image-modal")).to_be_visible()
+
+
+def _failure(status: int, error: str) -> dict[str, Any]:
+    return {"status": status, "json": {"success": False, "error": error, "request_id": "t"}}
+
+
+async def _refresh_token(page: Page) -> Any:
+    return await page.evaluate("localStorage.getItem('wi.refresh')")
+
+
+@pytest.mark.parametrize("fault", ["server error", "network error"])
+async def test_a_refresh_failing_for_a_while_at_page_load_keeps_the_session(
+    browser: Browser, stack: Stack, owner_api: Api, fault: str
+) -> None:
+    page = await _signed_in(browser, stack)
+    token = await _refresh_token(page)
+
+    async def refresh(route: Any) -> None:
+        if fault == "network error":
+            await route.abort()
+        else:
+            await route.fulfill(**_failure(503, "Service unavailable"))
+
+    await page.route("**/v1/auth/refresh", refresh)
+    await page.reload()
+
+    await expect(page.locator(".toast.error").first).to_be_visible(timeout=10_000)
+    await expect(page.locator("#app")).to_be_visible()
+    await expect(page.locator("#login")).to_be_hidden()
+    assert await _refresh_token(page) == token
+    await page.unroute("**/v1/auth/refresh")
+    await page.fill("#search", "after the outage")  # the next action renews the session
+    await expect(page.locator("#page-info")).to_contain_text("Page 1 of 1", timeout=10_000)
+    await expect(page.locator("#login")).to_be_hidden()
+
+
+async def test_a_refresh_failing_with_a_server_error_mid_session_shows_an_error_and_keeps_the_session(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    page = await _signed_in(browser, stack)
+    await expect(page.locator("#live")).to_be_visible()
+    token = await _refresh_token(page)
+
+    async def route(route: Any) -> None:
+        if route.request.url.endswith("/v1/auth/refresh"):
+            await route.fulfill(**_failure(500, "Server error occurred"))
+        elif "/content_images/" in route.request.url:
+            await route.fulfill(**_failure(401, "Token expired"))
+        else:
+            await route.continue_()
+
+    await page.route("**/v1/**", route)
+    await page.fill("#search", "during the outage")
+
+    await expect(page.locator(".toast.error")).to_contain_text("Server error occurred", timeout=10_000)
+    await expect(page.locator("#login")).to_be_hidden()
+    assert await _refresh_token(page) == token
+    await page.unroute("**/v1/**", route)
+    await page.fill("#search", "after the outage")
+    await expect(page.locator("#page-info")).to_contain_text("Page 1 of 1", timeout=10_000)
+
+
+async def test_live_updates_whose_session_cannot_be_renewed_show_the_login_screen(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    signed_in = asyncio.Event()
+
+    async def changes(route: Any) -> None:
+        await signed_in.wait()  # the access token expires once the page shows
+        await route.fulfill(**_failure(401, "Token expired"))
+
+    async def refresh(route: Any) -> None:
+        await route.fulfill(**_failure(401, "Refresh token expired"))
+
+    async def prepare(page: Page) -> None:
+        await page.route("**/v1/writer/images/changes", changes)
+        await page.route("**/v1/auth/refresh", refresh)
+
+    page = await _signed_in(browser, stack, prepare)
+    signed_in.set()
+
+    await expect(page.locator("#login")).to_be_visible(timeout=10_000)
+    await expect(page.locator("#login-error")).to_have_text("Session expired")
+    await expect(page.locator("#app")).to_be_hidden()
+
+
+async def test_an_error_in_the_ai_function_logs_shows_a_toast(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    page = await _signed_in(browser, stack)
+
+    async def route(route: Any) -> None:
+        if "/ai_logs/" in route.request.url:
+            await route.fulfill(**_failure(500, "Server error occurred"))
+        else:
+            await route.continue_()
+
+    await page.route("**/v1/**", route)
+    await page.click("#toggle-logs")
+
+    await expect(page.locator(".toast.error")).to_contain_text("Server error occurred")
+
+
+async def test_generation_progress_polls_on_through_errors_after_live_progress_is_lost(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Poll test {uuid.uuid4().hex[:6]}"
+    await _seed(owner_api, prefix, 1)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    polls = 0
+
+    async def route(route: Any) -> None:
+        nonlocal polls
+        url = route.request.url
+        if "/v1/tasks/" in url and url.endswith("/events"):
+            await route.fulfill(**_failure(503, "Progress unavailable"))
+        elif "/v1/tasks/" in url:
+            polls += 1
+            if polls <= 2:  # the first polls fail: polling goes on
+                await route.fulfill(**_failure(500, "Server error occurred"))
+            else:
+                await route.continue_()
+        else:
+            await route.continue_()
+
+    await page.route("**/v1/**", route)
+    await page.locator("#rows tr").first.get_by_role("button", name="Generate Images").click()
+    await expect(page.locator("#queue-list li")).to_have_count(3)
+    await page.click("#queue-start")
+
+    await expect(page.locator(".toast.error")).to_contain_text("Server error occurred", timeout=10_000)
+    await expect(page.locator("#queue-list li.generated")).to_have_count(3, timeout=30_000)
+
+
+async def test_a_double_click_on_a_status_sends_one_update(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Double status {uuid.uuid4().hex[:6]}"
+    await _seed(owner_api, prefix, 1)
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", prefix)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    sent: list[str] = []
+    page.on(
+        "request", lambda r: sent.append(r.url) if r.method == "POST" and "/bulk_update/" in r.url else None
+    )
+    await page.get_by_role("button", name="Update Status").click()
+
+    await page.locator("#status-modal [data-status=failed]").dblclick()
+
+    await expect(page.locator(".toast.success")).to_contain_text("updated 3 image(s) status to failed")
+    await page.wait_for_timeout(1500)
+    assert len(sent) == 1, sent
+    await expect(page.locator(".toast.success")).to_have_count(1)
+
+
+async def test_a_refused_all_or_nothing_bulk_publish_keeps_the_selection(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Refused bulk {uuid.uuid4().hex[:6]}"
+    await use_local_provider(
+        owner_api, in_article_slots=2
+    )  # its image slots stay pending: the server refuses
+    site = await owner_api.call(
+        "POST",
+        "/v1/sites/",
+        expect=201,
+        json={"name": title, "base_url": "http://127.0.0.1:9", "username": "u", "application_password": "p"},
+    )
+    await owner_api.call(
+        "POST",
+        "/v1/writer/contents/",
+        expect=201,
+        json={"title": title, "html": "<p>x</p>", "status": "published", "site_id": site["id"]},
+    )
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", title)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    checkbox = page.locator("#rows tr").first.get_by_role("checkbox")
+    await checkbox.check()
+    await page.check("#bulk-atomic")
+
+    await page.click("#bulk-publish")
+
+    await expect(page.locator(".toast.error")).to_contain_text("Nothing was published")
+    await page.wait_for_timeout(1500)  # the grid reloads meanwhile
+    await expect(checkbox).to_be_checked()
+    await expect(page.locator("#bulk-publish")).to_have_text("Publish Ready to WordPress (1)")
+
+
+async def test_a_post_url_that_is_not_http_is_never_rendered_as_a_link(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    prefix = f"Link test {uuid.uuid4().hex[:6]}"
+    await _seed(owner_api, prefix, 1)
+    page = await _signed_in(browser, stack)
+
+    async def route(route: Any) -> None:
+        if "/content_images/" not in route.request.url:
+            await route.continue_()
+            return
+        response = await route.fetch()
+        if response.status != 200:
+            await route.fulfill(response=response)
+            return
+        body = await response.json()
+        for row in body["data"]["results"]:
+            row.update(
+                external_id="77", external_url=" JavaScript:alert(document.domain)", sync_status="published"
+            )
+        await route.fulfill(response=response, json=body)
+
+    await page.route("**/v1/**", route)
+    await page.fill("#search", prefix)
+
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    await expect(page.locator("#rows tr").first.locator(".badge.published")).to_have_count(1)
+    await expect(page.locator("#rows a")).to_have_count(0)

@@ -43,6 +43,7 @@ def _published_event(
     request: events.ContentPublishRequested,
     post_id: str,
     modified_gmt: datetime | None = None,
+    external_url: str | None = None,
 ) -> events.OutgoingEvent:
     published = events.ContentPublished(
         publication_id=request.publication_id,
@@ -50,7 +51,7 @@ def _published_event(
         content_id=request.content_id,
         site_id=request.site_id,
         external_id=post_id,
-        external_url=f"https://blog.example.com/?p={post_id}",
+        external_url=external_url or f"https://blog.example.com/?p={post_id}",
         wp_status="publish",
         sync_status="published",
         featured_media_id=None,
@@ -79,13 +80,14 @@ def _post_changed(
     modified_gmt: datetime | None = None,
     title: str | None = None,
     publication_key: str | None = None,
+    link: str | None = None,
 ) -> events.OutgoingEvent:
     payload = events.WordPressPostChanged(
         site_id=site_id,
         post_id=post_id,
         wp_status=wp_status,
         modified_gmt=modified_gmt or utcnow(),
-        link=f"https://blog.example.com/?p={post_id}",
+        link=link or f"https://blog.example.com/?p={post_id}",
         title=title,
         publication_key=publication_key,
         source="webhook",
@@ -167,6 +169,39 @@ async def test_a_title_edited_here_stays_until_the_title_changes_in_wordpress(
     await send_events(kafka_bootstrap, [retitled])
     group = await _until(tenant, content["id"], lambda g: g["sync_status"] == "published")
     assert group["content_title"] == "Porto"
+
+
+async def test_a_post_url_that_is_not_http_or_https_is_never_stored(
+    tenant: Tenant, kafka_bootstrap: str
+) -> None:
+    # The page puts the post's URL into a link: a `javascript:` URL from WordPress must never get there.
+    site = await tenant.site()
+    content, request = await _requested(tenant, kafka_bootstrap, site["id"], "A day in Lisbon")
+    now = utcnow()
+
+    published = _published_event(tenant, request, "5678", external_url="javascript:alert(document.cookie)")
+    await send_events(kafka_bootstrap, [published])
+    group = await _until(tenant, content["id"], lambda g: g["external_id"] == "5678")
+    assert group["external_url"] is None
+    response = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")
+    assert response.json()["data"][0]["external_url"] is None
+
+    changed = _post_changed(
+        tenant, site["id"], "5678", modified_gmt=now, title="Lisbon by tram", link=" JavaScript:alert(1)"
+    )
+    await send_events(kafka_bootstrap, [changed])
+    group = await _until(tenant, content["id"], lambda g: g["content_title"] == "Lisbon by tram")
+    assert group["external_url"] is None
+
+    fixed = _post_changed(
+        tenant,
+        site["id"],
+        "5678",
+        modified_gmt=now + timedelta(seconds=1),
+        link="https://blog.example.com/lisbon",
+    )
+    await send_events(kafka_bootstrap, [fixed])
+    await _until(tenant, content["id"], lambda g: g["external_url"] == "https://blog.example.com/lisbon")
 
 
 async def test_a_copy_of_our_post_carrying_its_publication_key_does_not_take_over_the_content(

@@ -10,6 +10,7 @@ older one than the content has seen changes nothing.
 from __future__ import annotations
 
 import html
+import urllib.parse
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -215,10 +216,32 @@ async def on_ai_function_called(conn: asyncpg.Connection, batch: Sequence[Incomi
     await conn.execute(_INSERT_AI_LOGS, *(list(column) for column in zip(*rows, strict=True)))
 
 
+def _web_url(url: str | None, event: IncomingEvent, content_id: int | None) -> str | None:
+    """`url` when it is an http(s) URL, else None (logged): the page puts a post's URL into a link, and a
+    `javascript:` (or any other scheme's) URL from WordPress must never get there."""
+    if url is None:
+        return None
+    try:
+        scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme in ("http", "https"):
+        return url
+    log.warning(
+        "post URL dropped: not an http(s) URL",
+        event_type=event.envelope.type,
+        account_id=event.envelope.account_id,
+        content_id=content_id,
+        url=url[:200],
+    )
+    return None
+
+
 async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -> None:
     p = event.payload
     assert isinstance(p, events.ContentPublished)
     account_id = event.envelope.account_id
+    external_url = _web_url(p.external_url, event, p.content_id)
     publication = await conn.fetchrow(
         """
         UPDATE publications SET status = 'published', external_id = $3, external_url = $4, reason = NULL,
@@ -228,7 +251,7 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         p.publication_id,
         account_id,
         p.external_id,
-        p.external_url,
+        external_url,
     )
     await conn.execute(
         """
@@ -243,7 +266,7 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         p.content_id,
         account_id,
         p.external_id,
-        p.external_url,
+        external_url,
         p.sync_status,
         p.wp_status,
         publication["publication_key"] if publication else None,
@@ -297,7 +320,9 @@ async def on_wordpress_post_changed(conn: asyncpg.Connection, event: IncomingEve
     p = event.payload
     assert isinstance(p, events.WordPressPostChanged)
     sync_status = rules.sync_status_for(p.wp_status)
-    not_public = not rules.keeps_public_url(sync_status)
+    link = _web_url(p.link, event, None)
+    # a post URL that is not http(s) is stored as none, as for a post that is not public
+    not_public = not rules.keeps_public_url(sync_status) or (p.link is not None and link is None)
     matched = await conn.fetchval(
         """
         UPDATE contents SET wp_status = $4, sync_status = $5,
@@ -321,7 +346,7 @@ async def on_wordpress_post_changed(conn: asyncpg.Connection, event: IncomingEve
         p.wp_status,
         sync_status,
         not_public,
-        p.link,
+        link,
         p.modified_gmt,
         p.site_id,
         _plain_title(p.title),

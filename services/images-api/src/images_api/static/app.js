@@ -32,12 +32,14 @@ async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {
     if (err.name === "AbortError") throw err;
     throw new ApiError(0, { error: "Network error: Unable to reach API" });
   }
-  if (response.status === 401 && retry && state.refresh) {
-    // another request may have refreshed the tokens meanwhile: use them rather than rotate again
-    if ((state.access && state.access !== sentWith) || (await refreshTokens())) {
+  if (response.status === 401 && retry) {
+    // another request may have refreshed the tokens meanwhile: use them rather than rotate again.
+    // A refresh that fails for a while (5xx, network) throws with the tokens kept: the next action retries.
+    if (state.refresh && ((state.access && state.access !== sentWith) || (await refreshTokens()))) {
       return fetchAPI(path, { method, body, retry: false, signal });
     }
     showLogin("Session expired");
+    throw new ApiError(401, { error: "Session expired" });
   }
   if (response.status === 304) return null;
   const payload = await response.json().catch(() => ({}));
@@ -51,12 +53,20 @@ async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {
 let refreshing = null;
 function refreshTokens() {
   refreshing ??= (async () => {
-    const response = await fetch("/v1/auth/refresh", {
-      method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ refresh_token: state.refresh }),
-    });
-    if (!response.ok) { setTokens(null); return false; }
-    setTokens((await response.json()).data);
+    let response;
+    try {
+      response = await fetch("/v1/auth/refresh", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ refresh_token: state.refresh }),
+      });
+    } catch {
+      throw new ApiError(0, { error: "Network error: Unable to reach API" });
+    }
+    // Only a refusal ends the session; any other failure is transient and keeps the tokens (it throws).
+    if (response.status === 401 || response.status === 403) { setTokens(null); return false; }
+    const payload = await response.json().catch(() => ({}));
+    if (!response.ok || payload.success === false) throw new ApiError(response.status, payload);
+    setTokens(payload.data);
     return true;
   })().finally(() => { refreshing = null; });
   return refreshing;
@@ -102,6 +112,7 @@ function toast(message, kind = "info") {
 const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 const badge = (value) => value ? `<span class="badge ${esc(value)}">${esc(value)}</span>` : `<span class="muted">—</span>`;
 const canWrite = () => state.role !== "viewer";
+const webUrl = (url) => (/^https?:\/\//i.test(url ?? "") ? url : null);  // never a javascript: (or other) link
 
 // The seed's rule for the "Publish to WordPress" button (the server enforces it too).
 export const isPublishable = (row) => row.status === "published" && (!row.external_id || !row.external_url)
@@ -144,7 +155,7 @@ function renderRows() {
       .map((img) => thumb(img, row.content_id)).join("");
     const publish = canWrite() && isPublishable(row)
       ? `<button class="success" data-action="publish" data-id="${row.content_id}"${publishing.has(row.content_id) ? " disabled" : ""}>Publish to WordPress</button>` : "";
-    const link = row.external_url ? `<a href="${esc(row.external_url)}" target="_blank" rel="noopener">#${esc(row.external_id)}</a>` : "";
+    const link = webUrl(row.external_url) ? `<a href="${esc(row.external_url)}" target="_blank" rel="noopener">#${esc(row.external_id)}</a>` : "";
     return `<tr data-id="${row.content_id}">
       <td><input type="checkbox" data-select="${row.content_id}" ${state.selected.has(row.content_id) ? "checked" : ""} aria-label="Select ${esc(row.content_title)}"></td>
       <td><strong>${esc(row.content_title)}</strong></td>
@@ -219,15 +230,18 @@ async function publishBulk() {
   const body = { content_ids: ids, destinations: ["wordpress"], atomic: $("#bulk-atomic").checked };
   const when = $("#bulk-schedule").value;
   if (when) body.publish_at = new Date(when).toISOString();  // the browser's local time, sent with its zone
+  let accepted = 0;
   try {
     const result = await fetchAPI("/v1/publisher/publish/batch/", { method: "POST", body });
+    accepted = result.accepted;
     if (result.accepted) toast(`${when ? "Scheduling" : "Publishing"} ${result.accepted} item(s)`, "success");
     for (const item of result.results.filter((r) => !r.accepted)) toast(`#${item.content_id}: ${item.reason}`, "warning");
   } catch (err) {
     toast(`Bulk publish failed: ${err.message}`, "error");
     for (const [id, reasons] of Object.entries(err.errors || {})) toast(`#${id}: ${reasons.join(", ")}`, "warning");
   } finally { bulkPublishing = false; }
-  state.selected.clear(); loadImages();
+  if (accepted) state.selected.clear();  // nothing published (all or nothing refused): the selection stays
+  loadImages();
   setTimeout(loadImages, 3000);
 }
 
@@ -250,7 +264,7 @@ async function loadPublicationQueue() {
     <td>${badge(p.status)} ${p.reason ? `<span class="muted">${esc(p.reason)}</span>` : ""}</td>
     <td>${p.publish_at ? localTime(p.publish_at) : `<span class="muted">at once</span>`}</td>
     <td>${localTime(p.requested_at)}</td>
-    <td>${badge(p.sync_status)} ${p.external_url ? `<a href="${esc(p.external_url)}" target="_blank" rel="noopener">open</a>` : ""}</td>
+    <td>${badge(p.sync_status)} ${webUrl(p.external_url) ? `<a href="${esc(p.external_url)}" target="_blank" rel="noopener">open</a>` : ""}</td>
   </tr>`).join("") || `<tr><td colspan="5" class="muted">Nothing here.</td></tr>`;
 }
 
@@ -324,18 +338,28 @@ async function startGeneration(contentId, ids) {
       }
     }
   } catch (err) {
-    if (err.name !== "AbortError") { toast(`Live progress lost (${err.message}); polling`, "warning"); await pollTask(task.task_id); }
+    if (err.name !== "AbortError") { toast(`Live progress lost (${err.message}); polling`, "warning"); await pollTask(task.task_id, controller.signal); }
   }
   loadImages();
 }
 
-async function pollTask(taskId) {
-  for (let i = 0; i < 300; i += 1) {
-    const task = await fetchAPI(`/v1/tasks/${taskId}/`);
-    task.items.forEach(showItem);
-    if (task.state !== "running") return;
-    await new Promise((r) => setTimeout(r, 1000));
+// Polling goes on through failures (each run of them shown once) until the task ends or the modal closes.
+async function pollTask(taskId, signal) {
+  let failing = false;
+  for (let i = 0; i < 300 && !signal.aborted; i += 1) {
+    try {
+      const task = await fetchAPI(`/v1/tasks/${taskId}/`, { signal });
+      failing = false;
+      task.items.forEach(showItem);
+      if (task.state !== "running") return;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      if (!failing) toast(`Could not get the generation progress (${err.message}); retrying`, "error");
+      failing = true;
+    }
+    await new Promise((r) => setTimeout(r, failing ? 3000 : 1000));
   }
+  if (!signal.aborted) toast("Generation is taking long: close this dialog and check the grid later", "warning");
 }
 
 let statusContentId = null;
@@ -345,12 +369,18 @@ function openStatus(contentId) {
   $("#status-modal").showModal();
 }
 
+let updatingStatus = false;  // a double click sends one update
 async function updateStatus(status) {
+  if (updatingStatus) return;
+  updatingStatus = true;
+  const buttons = document.querySelectorAll("#status-modal [data-status]");
+  buttons.forEach((b) => { b.disabled = true; });
   try {
     const result = await fetchAPI("/v1/writer/images/bulk_update/", { method: "POST", body: { content_id: statusContentId, status } });
     toast(`Successfully updated ${result.updated_count} image(s) status to ${status}`, "success");
     $("#status-modal").close(); loadImages();
   } catch (err) { toast(`Failed to update status: ${err.message}`, "error"); }
+  finally { updatingStatus = false; buttons.forEach((b) => { b.disabled = false; }); }
 }
 
 // --- panels: AI function logs and settings ------------------------------------------------------
@@ -432,7 +462,11 @@ async function watchChanges() {
       }
     } catch (err) {
       if (controller.signal.aborted) return;
-      if (err.status === 401 && !(await refreshTokens())) return;
+      if (err.status === 401) {
+        // refused: the session is over; failing for a while: try again on the next reconnect
+        const renewed = await refreshTokens().catch(() => true);
+        if (!renewed) { showLogin("Session expired"); return; }
+      }
     }
     $("#live").hidden = true;
     await new Promise((r) => setTimeout(r, 3000));  // the stream ended or failed: reconnect
@@ -511,7 +545,7 @@ function bind() {
   $("#status-cancel").addEventListener("click", () => $("#status-modal").close());
   document.querySelectorAll("#status-modal [data-status]").forEach((b) => b.addEventListener("click", () => updateStatus(b.dataset.status)));
   $("#image-close").addEventListener("click", () => $("#image-modal").close());
-  $("#toggle-logs").addEventListener("click", () => { const p = $("#logs-panel"); p.hidden = !p.hidden; if (!p.hidden) loadLogs(); });
+  $("#toggle-logs").addEventListener("click", () => { const p = $("#logs-panel"); p.hidden = !p.hidden; if (!p.hidden) loadLogs().catch((err) => toast(`Failed to load AI function logs: ${err.message}`, "error")); });
   $("#toggle-settings").addEventListener("click", () => { const p = $("#settings-panel"); p.hidden = !p.hidden; });
   $("#toggle-publishing").addEventListener("click", () => { const p = $("#publishing-panel"); p.hidden = !p.hidden; if (!p.hidden) loadPublishing(); });
   $("#queue-status").addEventListener("change", () => loadPublicationQueue().catch((err) => toast(err.message, "error")));
@@ -523,4 +557,7 @@ function bind() {
 }
 
 bind();
-if (state.refresh) refreshTokens().then((ok) => (ok ? showApp() : showLogin())); else showLogin();
+// A refresh that fails for a while keeps the session: the app shows, and its requests retry the refresh
+// (and say why they failed).
+if (state.refresh) refreshTokens().then((ok) => (ok ? showApp() : showLogin("Session expired")), () => showApp());
+else showLogin();
