@@ -53,6 +53,13 @@ async def _signed_in(
     return page
 
 
+def _posts_to(page: Page, part: str) -> list[str]:
+    """The URLs of the POST requests the page sends from now on to a path containing `part`."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" and part in r.url else None)
+    return sent
+
+
 async def _seed(api: Api, prefix: str, count: int) -> list[dict[str, Any]]:
     """`count` contents, each with one featured and two in-article image slots."""
     await use_local_provider(api, in_article_slots=2)
@@ -242,11 +249,7 @@ async def test_a_double_click_on_publish_to_wordpress_sends_one_request(
     page = await _signed_in(browser, stack)
     await page.fill("#search", title)
     await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
-    sent: list[str] = []
-    page.on(
-        "request",
-        lambda r: sent.append(r.url) if r.method == "POST" and "/publisher/publish/" in r.url else None,
-    )
+    sent = _posts_to(page, "/publisher/publish/")
 
     await page.locator("#rows tr").first.get_by_role("button", name="Publish to WordPress").dblclick()
 
@@ -264,10 +267,7 @@ async def test_a_double_click_on_bulk_publish_sends_one_request(
     await page.fill("#search", title)
     await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
     await page.locator("#rows tr").first.get_by_role("checkbox").check()
-    sent: list[str] = []
-    page.on(
-        "request", lambda r: sent.append(r.url) if r.method == "POST" and "/publish/batch/" in r.url else None
-    )
+    sent = _posts_to(page, "/publish/batch/")
 
     await page.locator("#bulk-publish").dblclick()
 
@@ -356,7 +356,8 @@ async def test_the_image_preview_opens_with_the_mouse_and_from_the_keyboard(
     )
     page = await _signed_in(browser, stack)
     await page.fill("#search", prefix)
-    thumb = page.locator("#rows img.thumb").first
+    # this content's row: until the search reloads the grid, other rows (and their pictures) are shown
+    thumb = page.locator("#rows tr", has_text=prefix).locator("img.thumb").first
     await expect(thumb).to_be_visible(timeout=30_000)
 
     await thumb.click()
@@ -513,10 +514,7 @@ async def test_a_double_click_on_a_status_sends_one_update(
     page = await _signed_in(browser, stack)
     await page.fill("#search", prefix)
     await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
-    sent: list[str] = []
-    page.on(
-        "request", lambda r: sent.append(r.url) if r.method == "POST" and "/bulk_update/" in r.url else None
-    )
+    sent = _posts_to(page, "/bulk_update/")
     await page.get_by_role("button", name="Update Status").click()
 
     await page.locator("#status-modal [data-status=failed]").dblclick()

@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -131,38 +132,36 @@ def _database_exists(server: str, name: str) -> bool:
     return asyncio.run(check())
 
 
-def test_make_clean_drops_the_database_make_run_made_on_the_shared_server(
-    pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # `make clean` deletes var/ (the blobs); the database that points at them must go with it, or the
-    # next `make run` finds the demo account "already present" with every image missing.
+@pytest.fixture
+def make_run_database(pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A throwaway database standing in for the one `make run` makes on the shared server."""
     name = f"wi_test_{uuid.uuid4().hex[:12]}"
     asyncio.run(create_database(pg_server_dsn, name))
     monkeypatch.setattr(devstack, "DATABASE", name)
     monkeypatch.setattr(devstack, "SHARED_SERVER", pg_server_dsn)
     monkeypatch.delenv("WI_DATABASE_URL", raising=False)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    try:
-        assert devstack.main(["--drop-database"]) == 0
-        assert not _database_exists(pg_server_dsn, name)
-        assert devstack.main(["--drop-database"]) == 0  # nothing to drop is fine
-    finally:
-        asyncio.run(drop_database(pg_server_dsn, name))
+    yield name
+    asyncio.run(drop_database(pg_server_dsn, name))
+
+
+def test_make_clean_drops_the_database_make_run_made_on_the_shared_server(
+    pg_server_dsn: str, make_run_database: str
+) -> None:
+    # `make clean` deletes var/ (the blobs); the database that points at them must go with it, or the
+    # next `make run` finds the demo account "already present" with every image missing.
+    assert devstack.main(["--drop-database"]) == 0
+    assert not _database_exists(pg_server_dsn, make_run_database)
+    assert devstack.main(["--drop-database"]) == 0  # nothing to drop is fine
 
 
 def test_make_clean_leaves_a_configured_database_alone(
-    pg_server_dsn: str, monkeypatch: pytest.MonkeyPatch
+    pg_server_dsn: str, make_run_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name = f"wi_test_{uuid.uuid4().hex[:12]}"
-    asyncio.run(create_database(pg_server_dsn, name))
-    monkeypatch.setattr(devstack, "DATABASE", name)
-    monkeypatch.setattr(devstack, "SHARED_SERVER", pg_server_dsn)
-    monkeypatch.setenv("WI_DATABASE_URL", with_database(pg_server_dsn, name))
-    try:
-        assert devstack.main(["--drop-database"]) == 0
-        assert _database_exists(pg_server_dsn, name)
-    finally:
-        asyncio.run(drop_database(pg_server_dsn, name))
+    monkeypatch.setenv("WI_DATABASE_URL", with_database(pg_server_dsn, make_run_database))
+
+    assert devstack.main(["--drop-database"]) == 0
+    assert _database_exists(pg_server_dsn, make_run_database)
 
 
 def test_make_clean_calls_the_database_drop() -> None:
