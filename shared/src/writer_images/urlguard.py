@@ -15,7 +15,11 @@ class UnsafeUrlError(ValueError):
 
 def check_url_shape(url: str) -> str:
     """Scheme and host only (no DNS): for validating input at the API."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError as exc:  # an unbalanced "[" or "]", a bad port
+        raise UnsafeUrlError(f"not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https"):
         raise UnsafeUrlError("only http and https URLs are allowed")
     if not parts.hostname:

@@ -17,6 +17,14 @@ def test_only_plain_http_urls_are_accepted(url: str) -> None:
         check_url_shape(url)
 
 
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "http://blog.example]", "http://blog.example:99999", "http://blog.example:port"]
+)
+def test_a_url_urllib_cannot_take_apart_is_unsafe_not_a_crash(url: str) -> None:
+    with pytest.raises(UnsafeUrlError):
+        check_url_shape(url)
+
+
 async def test_loopback_and_private_addresses_are_refused_unless_allowed() -> None:
     for url in ("http://127.0.0.1:8080", "http://10.1.2.3", "http://169.254.169.254/latest", "http://[::1]/"):
         with pytest.raises(UnsafeUrlError, match="private or loopback"):

@@ -3,6 +3,8 @@ and dates that need a time zone."""
 
 from __future__ import annotations
 
+import asyncio
+
 from images_api.testing import Tenant
 
 
@@ -59,3 +61,51 @@ async def test_a_publish_date_without_a_time_zone_is_422_on_the_field(tenant: Te
         assert response.status_code == 422, response.text
         assert list(response.json()["errors"]) == ["publish_at"]
     assert aware.status_code == 200 and aware.json()["data"]["publish_at"] == "2030-01-01T08:00:00Z"
+
+
+OUT_OF_RANGE = (
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999999Z",
+    "0001-01-01T00:00:00Z",
+)
+
+
+async def test_a_publish_date_outside_the_calendar_in_utc_is_422_on_the_field(tenant: Tenant) -> None:
+    content = await tenant.content()
+    # Valid ISO dates whose UTC instant is before year 1 or after 9999: no timestamptz Postgres can store;
+    # the first and last microsecond of the calendar, which the driver sends as -infinity and infinity.
+    for moment in OUT_OF_RANGE:
+        created = await tenant.editor.post("/v1/writer/contents/", json={"title": "x", "publish_at": moment})
+        patched = await tenant.editor.patch(
+            f"/v1/writer/contents/{content['id']}/", json={"publish_at": moment}
+        )
+
+        for response in (created, patched):
+            assert response.status_code == 422, (moment, response.text)
+            assert list(response.json()["errors"]) == ["publish_at"]
+
+
+async def test_a_sector_deleted_while_a_content_moves_into_it_is_404_not_a_server_error(
+    tenant: Tenant,
+) -> None:
+    site = await tenant.site()
+    sector = await tenant.sector(site["id"])
+    content = await tenant.content()
+    async with tenant.app.state.resources.pool.acquire() as conn, conn.transaction():
+        # Deleted by a concurrent request: not committed yet when the move checks the sector.
+        await conn.execute("DELETE FROM sectors WHERE id = $1", sector["id"])
+        move = asyncio.create_task(
+            tenant.editor.patch(
+                f"/v1/writer/contents/{content['id']}/",
+                json={"site_id": site["id"], "sector_id": sector["id"]},
+            )
+        )
+        await asyncio.sleep(0.5)  # the move has checked the sector and waits for its row
+    response = await move
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "Sector not found"
+    assert (await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/")).json()["data"][
+        "sector_id"
+    ] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
@@ -167,6 +168,15 @@ async def test_generate_emits_requests_and_projects_results(
     image = (await tenant.viewer.get(f"/v1/writer/images/{bad_req.image_id}/")).json()["data"]
     assert image["status"] == "pending" and image["revision"] == bad_req.revision + 1
     assert image["alt_text"] == "A brand new prompt"
+
+
+async def test_a_media_signature_that_is_not_hex_is_422_on_the_field(anon: httpx.AsyncClient) -> None:
+    # Signatures are hex digests; anything else (here non-ASCII) cannot be compared with one.
+    exp = int(time.time()) + 3600
+    for sig in ("\u00ff", "\u00e9" * 32):
+        response = await anon.get("/v1/media/ab/cd/picture.jpg", params={"acc": 1, "exp": exp, "sig": sig})
+        assert response.status_code == 422, (sig, response.text)
+        assert list(response.json()["errors"]) == ["sig"]
 
 
 async def test_generate_refuses_foreign_ids_with_404(tenant: Tenant, other_tenant: Tenant) -> None:

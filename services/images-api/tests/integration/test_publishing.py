@@ -324,6 +324,39 @@ async def test_a_publish_date_without_a_time_zone_is_422_on_the_field(tenant: Te
     assert history.json()["data"] == []
 
 
+OUT_OF_RANGE = (
+    "9999-12-31T23:59:59-14:00",
+    "0001-01-01T00:00:00+14:00",
+    "9999-12-31T23:59:59.999999Z",
+    "0001-01-01T00:00:00Z",
+)
+
+
+async def test_a_date_outside_the_calendar_in_utc_is_422_on_the_field_not_a_server_error(
+    tenant: Tenant,
+) -> None:
+    site = await tenant.site()
+    content = await tenant.ready_content(site["id"])
+    # Valid ISO dates whose UTC instant is before year 1 or after 9999: no timestamptz Postgres can store;
+    # the first and last microsecond of the calendar, which the driver sends as -infinity and infinity.
+    for moment in OUT_OF_RANGE:
+        single = await tenant.editor.post(
+            "/v1/publisher/publish/", json={"content_id": content["id"], "publish_at": moment}
+        )
+        batch = await tenant.editor.post(
+            "/v1/publisher/publish/batch/", json={"content_ids": [content["id"]], "publish_at": moment}
+        )
+        for response in (single, batch):
+            assert response.status_code == 422, (moment, response.text)
+            assert list(response.json()["errors"]) == ["publish_at"]
+        for bound in ("scheduled_from", "scheduled_to"):
+            queue = await tenant.viewer.get("/v1/publisher/publications/", params={bound: moment})
+            assert queue.status_code == 422, (bound, moment, queue.text)
+            assert list(queue.json()["errors"]) == [bound]
+    history = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")
+    assert history.json()["data"] == []
+
+
 async def _published_on(tenant: Tenant, content_id: int, site_id: int, post_id: str) -> None:
     """The content as the projections leave it once the post went live on that site."""
     async with tenant.app.state.resources.pool.acquire() as conn:

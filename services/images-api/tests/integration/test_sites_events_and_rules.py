@@ -74,3 +74,16 @@ async def test_overdue_publications_are_rerequested_then_failed(app: FastAPI, te
         await sweeper.sweep_once()
     publication = (await tenant.viewer.get(f"/v1/publisher/publications/{publication_id}/")).json()["data"]
     assert publication["status"] == "failed" and "timed out" in publication["reason"]
+
+
+async def test_a_base_url_that_cannot_be_parsed_is_422_on_the_field(tenant: Tenant) -> None:
+    site = await tenant.site()
+    for url in ("http://[::1", "https://blog.example.com:99999"):
+        body = {"name": "x", "base_url": url, "username": "u", "application_password": "p"}
+        created = await tenant.owner.post("/v1/sites/", json=body)
+        patched = await tenant.owner.patch(f"/v1/sites/{site['id']}/", json={"base_url": url})
+
+        for response in (created, patched):
+            assert response.status_code == 422, (url, response.text)
+            assert list(response.json()["errors"]) == ["base_url"]
+    assert len((await tenant.viewer.get("/v1/sites/")).json()["data"]) == 1

@@ -122,18 +122,26 @@ async def create_content(
     async with conn.transaction():
         await check_site_and_sector(conn, account_id, site_id, sector_id)
         settings = await image_settings.load(conn, account_id)
-        content_id = await insert_content(
-            conn,
-            account_id,
-            title=title,
-            html=html,
-            status=status,
-            site_id=site_id,
-            sector_id=sector_id,
-            publish_at=publish_at,
-            in_article_slots=settings.max_in_article_images,
-        )
+        try:
+            content_id = await insert_content(
+                conn,
+                account_id,
+                title=title,
+                html=html,
+                status=status,
+                site_id=site_id,
+                sector_id=sector_id,
+                publish_at=publish_at,
+                in_article_slots=settings.max_in_article_images,
+            )
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise _deleted_meanwhile(exc) from None
         return await content_detail(conn, account_id, content_id, signer)
+
+
+def _deleted_meanwhile(exc: asyncpg.ForeignKeyViolationError) -> AppError:
+    """The site or sector was checked, then deleted by a concurrent request before this one wrote."""
+    return not_found("Sector" if "sector" in (exc.constraint_name or "") else "Site")
 
 
 async def insert_content(
@@ -187,11 +195,14 @@ async def update_content(
             sets.update(_NOT_ON_WORDPRESS)
         if sets:
             assignments = ", ".join(f"{col} = ${i + 2}" for i, col in enumerate(sets))
-            await conn.execute(
-                f"UPDATE contents SET {assignments}, updated_at = now() WHERE id = $1",
-                content_id,
-                *sets.values(),
-            )
+            try:
+                await conn.execute(
+                    f"UPDATE contents SET {assignments}, updated_at = now() WHERE id = $1",
+                    content_id,
+                    *sets.values(),
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                raise _deleted_meanwhile(exc) from None
         return await content_detail(conn, account_id, content_id, signer)
 
 

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
-from pydantic import AwareDatetime
 from sse_starlette.sse import EventSourceResponse
 
 from images_api.adapters.grouped_view import ORDERINGS, GroupFilters, PageRequest, content_groups
@@ -37,9 +36,11 @@ from writer_images.events import MAX_EVENT_BYTES
 from writer_images.http import AppError, Ok, Problem, current_request_id, not_found, ok
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": Problem, "description": "The request body is not JSON"},
     401: {"model": Problem, "description": "Token missing, invalid or expired (the message says which)"},
     403: {"model": Problem, "description": "The role may not do this"},
     404: {"model": Problem, "description": "Not found (also for other tenants' ids)"},
+    413: {"model": Problem, "description": "The request body is too large"},
     422: {"model": Problem, "description": "Invalid input, with `errors` per field"},
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"model": Problem, "description": "Refused in this state"}}
@@ -51,7 +52,7 @@ TOO_LARGE: dict[int | str, dict[str, Any]] = {
 }
 
 IdPath = Annotated[int, Path(ge=1, le=2**62)]
-NO_NUL = r"^[^\x00]*$"
+NO_NUL = s.NO_NUL
 router = APIRouter(responses=ERRORS)
 
 
@@ -612,9 +613,9 @@ async def publication_queue(
     conn: Conn,
     status: Literal["requested", "published", "failed"] | None = None,
     scheduled_from: Annotated[
-        AwareDatetime | None, Query(description="Scheduled posts going live at or after this time")
+        s.Moment | None, Query(description="Scheduled posts going live at or after this time")
     ] = None,
-    scheduled_to: Annotated[AwareDatetime | None, Query(description="… and before this time")] = None,
+    scheduled_to: Annotated[s.Moment | None, Query(description="… and before this time")] = None,
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=100)] = 25,
 ) -> Ok[Any]:
@@ -659,7 +660,7 @@ async def media(
     state: State,
     acc: Annotated[int, Query(ge=1, le=2**62)],
     exp: Annotated[int, Query(ge=0, le=2**62)],
-    sig: Annotated[str, Query(max_length=64)],
+    sig: Annotated[str, Query(max_length=64, pattern="^[0-9a-f]*$", description="Hex digest")],
 ) -> Response:
     """A blob by its signed URL (as handed out in `image_url`): the signature binds the account, the
     key and the expiry, and is only issued for the tenant's own images."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Role = Literal["owner", "editor", "viewer"]
 ContentStatus = Literal["draft", "published"]
@@ -19,8 +19,40 @@ Id = Annotated[int, Field(ge=1, le=2**62)]
 PUBLISH_AT = "When WordPress publishes the post (in the future: scheduled); with a time zone"
 
 
+# asyncpg sends the first and last microsecond of the calendar as -infinity and infinity (and reads those
+# back without a time zone): not moments.
+_INFINITIES = (datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
+
+
+def _storable(moment: datetime) -> datetime:
+    """Postgres stores a timestamptz in UTC: a moment whose UTC falls outside years 1-9999
+    (0001-01-01T00:00:00+14:00) would fail in the driver, so it is refused here, on its field."""
+    try:
+        utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or utc in _INFINITIES:
+        raise ValueError("out of range: the moment in UTC must lie after year 1 began and before 9999 ends")
+    return moment
+
+
+# Every moment the API takes: with an offset, and storable.
+Moment = Annotated[AwareDatetime, AfterValidator(_storable)]
+
+
+NO_NUL = r"^[^\x00]*$"
+
+
 def _example(example: dict[str, Any]) -> ConfigDict:
-    return ConfigDict(extra="forbid", json_schema_extra={"examples": [example]})
+    def schema_extra(schema: dict[str, Any]) -> None:
+        schema["examples"] = [example]
+        # Documents what `Input` enforces: no text field takes a NUL.
+        for field in schema.get("properties", {}).values():
+            for variant in (field, *field.get("anyOf", ())):
+                if variant.get("type") == "string" and not {"format", "enum", "const"} & variant.keys():
+                    variant.setdefault("pattern", NO_NUL)
+
+    return ConfigDict(extra="forbid", json_schema_extra=schema_extra)
 
 
 class Input(BaseModel):
@@ -140,7 +172,7 @@ class ContentIn(Input):
     status: ContentStatus = "draft"
     site_id: int | None = Field(default=None, ge=1, le=2**62)
     sector_id: int | None = Field(default=None, ge=1, le=2**62)
-    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
+    publish_at: Moment | None = Field(default=None, description=PUBLISH_AT)
 
 
 class ContentPatch(Input):
@@ -150,7 +182,7 @@ class ContentPatch(Input):
     status: ContentStatus | None = None
     site_id: int | None = Field(default=None, ge=1, le=2**62)
     sector_id: int | None = Field(default=None, ge=1, le=2**62)
-    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
+    publish_at: Moment | None = Field(default=None, description=PUBLISH_AT)
 
 
 class RenditionOut(BaseModel):
@@ -342,7 +374,7 @@ class PublishIn(Input):
     model_config = _example({"content_id": 42, "destinations": ["wordpress"]})
     content_id: int = Field(ge=1, le=2**62)
     destinations: list[Literal["wordpress"]] = Field(default=["wordpress"], min_length=1, max_length=1)
-    publish_at: AwareDatetime | None = Field(default=None, description=PUBLISH_AT)
+    publish_at: Moment | None = Field(default=None, description=PUBLISH_AT)
     allow_missing_images: bool = False
 
 
@@ -356,7 +388,7 @@ class PublishBatchIn(Input):
     model_config = _example({"content_ids": [42, 43, 44], "destinations": ["wordpress"]})
     content_ids: list[Id] = Field(min_length=1, max_length=200)
     destinations: list[Literal["wordpress"]] = Field(default=["wordpress"], min_length=1, max_length=1)
-    publish_at: AwareDatetime | None = Field(
+    publish_at: Moment | None = Field(
         default=None,
         description="Schedule every post of the batch (WordPress `future`) when in the future; with a time zone",
     )
