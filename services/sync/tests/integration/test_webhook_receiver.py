@@ -209,6 +209,38 @@ async def test_a_timestamp_of_non_ascii_digits_is_refused_like_any_bad_timestamp
     assert response.json()["error"] == (await send(http, "not-the-secret", body)).json()["error"]
 
 
+async def test_a_site_key_with_a_nul_is_refused_like_an_unknown_site(
+    http: httpx.AsyncClient, registered_site: RegisteredSite
+) -> None:
+    site = registered_site
+    body = webhook_body(site.site_key + "\u0000", new_post_id(), "draft")
+
+    response = await send(http, site.secret, body)
+
+    assert response.status_code == 401, response.text
+    assert response.json()["error"] == (await send(http, "not-the-secret", body)).json()["error"]
+
+
+async def test_a_signed_body_postgres_could_not_store_is_422_on_the_field(
+    http: httpx.AsyncClient, registered_site: RegisteredSite, sync_db: asyncpg.Connection
+) -> None:
+    site, post_id = registered_site, new_post_id()
+    unstorable = {
+        # Valid ISO dates whose UTC instant is before year 1 or after 9999.
+        "modified_gmt": ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"],
+        # Postgres text carries no NUL.
+        "title": ["a\u0000b"],
+        "link": ["http://wp.test/?p=1\u0000"],
+        "publication_key": ["wi-7-1-\u0000"],
+    }
+    for field, values in unstorable.items():
+        for value in values:
+            response = await send(http, site.secret, webhook_body(site.site_key, post_id, **{field: value}))
+            assert response.status_code == 422, (field, value, response.text)
+            assert list(response.json()["errors"]) == [field]
+    assert await sync_db.fetchval("SELECT count(*) FROM webhook_deliveries WHERE post_id = $1", post_id) == 0
+
+
 async def test_a_refused_webhook_id_does_not_block_the_genuine_webhook_with_that_id(
     http: httpx.AsyncClient, registered_site: RegisteredSite
 ) -> None:
@@ -273,6 +305,26 @@ async def test_on_demand_reconciliation_needs_the_operator_token(http: httpx.Asy
     assert anonymous.status_code == 401
     assert wrong.status_code == 401
     assert unknown_site.status_code == 404
+
+
+async def test_on_demand_reconciliation_of_an_id_beyond_bigint_is_422_on_the_field(
+    http: httpx.AsyncClient,
+) -> None:
+    operator = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+    for site_id in (str(2**63), "9" * 30):
+        response = await http.post(f"/v1/sync/reconcile/{site_id}", headers=operator)
+        assert response.status_code == 422, (site_id, response.text)
+        assert list(response.json()["errors"]) == ["site_id"]
+    assert (await http.post(f"/v1/sync/reconcile/{2**63}")).status_code == 401
+
+
+async def test_on_demand_reconciliation_of_an_unknown_id_beyond_int4_is_404(http: httpx.AsyncClient) -> None:
+    # Site ids are bigint; the advisory lock a pass takes has int4 keys.
+    response = await http.post(
+        f"/v1/sync/reconcile/{2**40}", headers={"authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+
+    assert response.status_code == 404, response.text
 
 
 async def test_ops_routes_answer(http: httpx.AsyncClient) -> None:

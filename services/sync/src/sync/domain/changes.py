@@ -20,7 +20,10 @@ def parse_wp_datetime(value: str | None) -> datetime | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{value!r} is outside years 1 to 9999 in UTC") from None
 
 
 class WebhookBody(BaseModel):
@@ -36,6 +39,13 @@ class WebhookBody(BaseModel):
     title: str | None = Field(default=None, max_length=20_000)
     publication_key: str | None = Field(default=None, max_length=200)
     event: str | None = Field(default=None, max_length=100)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, value: object) -> object:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValueError("must not contain NUL characters")  # Postgres text cannot hold them
+        return value
 
     @field_validator("modified_gmt", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Path, Request, Response
 from fastapi.routing import APIRoute
 from prometheus_client import Counter
 from pydantic import ValidationError
@@ -20,7 +20,7 @@ from sync.domain.signature import SignatureError, SignedHeaders
 from sync.service import webhooks
 from sync.service.reconcile import AlreadyRunningError, Reconciler, SiteNotFoundError
 from sync.settings import SyncSettings
-from writer_images.http import AppError, Ok, current_request_id, ok
+from writer_images.http import AppError, Ok, Problem, current_request_id, ok
 from writer_images.logging import bound_context, get_logger
 from writer_images.urlguard import UnsafeUrlError
 
@@ -113,7 +113,7 @@ async def receive_wordpress_webhook(request: Request) -> Response:
         except orjson.JSONDecodeError:
             raise _rejected("malformed", 400, "Malformed JSON body") from None
         site_key = data.get("site_key") if isinstance(data, dict) else None
-        if not isinstance(site_key, str):
+        if not isinstance(site_key, str) or "\x00" in site_key:  # no key of ours has a NUL
             raise _rejected("unsigned", 401, _NOT_AUTHENTIC, reason="no site key in the body")
         try:
             received = await webhooks.receive(
@@ -165,6 +165,15 @@ def add_webhook_route(app: FastAPI) -> None:
         receive_wordpress_webhook,
         methods=["POST"],
         response_model=Ok[dict[str, bool]],
+        responses={
+            400: {"model": Problem, "description": "The body is not JSON"},
+            401: {"model": Problem, "description": "Not authentic or not fresh (unknown site key included)"},
+            413: {"model": Problem, "description": "Body too large"},
+            422: {
+                "model": Problem,
+                "description": "A signed body of the wrong shape, with `errors` per field",
+            },
+        },
         tags=["sync"],
         route_class_override=_RequestOnlyRoute,
     )
@@ -182,9 +191,17 @@ async def _require_operator(request: Request, ctx: Context) -> None:
 @router.post(
     "/v1/sync/reconcile/{site_id}",
     response_model=Ok[dict[str, Any]],
+    responses={
+        401: {"model": Problem, "description": "Operator token missing or wrong"},
+        403: {"model": Problem, "description": "No operator token configured"},
+        404: {"model": Problem, "description": "Site not found"},
+        409: {"model": Problem, "description": "A reconciliation of this site is already running"},
+        422: {"model": Problem, "description": "Invalid input, with `errors` per field"},
+        502: {"model": Problem, "description": "WordPress could not be read"},
+    },
     dependencies=[Depends(_require_operator)],
 )
-async def reconcile_site(site_id: int, ctx: Context) -> Ok[dict[str, Any]]:
+async def reconcile_site(site_id: Annotated[int, Path(ge=1, le=2**62)], ctx: Context) -> Ok[dict[str, Any]]:
     """Run one reconciliation pass over a site now (operator token required) and report what it found."""
     try:
         report = await ctx.reconciler.reconcile(site_id)

@@ -47,6 +47,13 @@ EMITTED = Counter(
 )
 
 _LOCK_NAMESPACE = 0x5359_4E43  # "SYNC": advisory-lock class for reconciler passes
+_INT4_MAX = 0x7FFF_FFFF
+
+
+def _lock_key(site_id: int) -> int:
+    """The lock's second key, an int4 like the first: a site id beyond it (ids are bigint) is folded onto it.
+    Two sites that share a key only take turns (one pass is skipped as already running)."""
+    return site_id if site_id <= _INT4_MAX else (site_id ^ (site_id >> 31)) & _INT4_MAX
 
 
 class SiteNotFoundError(Exception):
@@ -101,13 +108,15 @@ class Reconciler:
     async def reconcile(self, site_id: int) -> ReconcileReport:
         """One pass over a site; raises SiteNotFoundError, AlreadyRunningError, WordPressError or UnsafeUrlError."""
         async with self._pool.acquire() as conn:
-            locked = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", _LOCK_NAMESPACE, site_id)
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", _LOCK_NAMESPACE, _lock_key(site_id)
+            )
             if not locked:
                 raise AlreadyRunningError(f"site {site_id} is being reconciled elsewhere")
             try:
                 return await self._pass(conn, site_id)
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_NAMESPACE, site_id)
+                await conn.execute("SELECT pg_advisory_unlock($1, $2)", _LOCK_NAMESPACE, _lock_key(site_id))
 
     async def run_scheduled(self, site_id: int) -> ReconcileReport | None:
         """A pass with its bookkeeping: success schedules the next pass, failure backs off (per site)."""
