@@ -9,7 +9,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from images_api.adapters.security import verify_password
 from images_api.bootstrap import create_app
+from images_api.service import auth
 from images_api.settings import ImagesApiSettings
 from images_api.testing import Tenant, make_tenant
 
@@ -56,3 +58,16 @@ async def tenant(app: FastAPI) -> AsyncIterator[Tenant]:
 async def other_tenant(app: FastAPI) -> AsyncIterator[Tenant]:
     async for t in make_tenant(app):
         yield t
+
+
+@pytest.fixture
+def password_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords login checks from now on, in order (each check is the slow, limited step)."""
+    checked: list[str] = []
+
+    def counting_verify(password_hash: str | None, password: str) -> bool:
+        checked.append(password)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr(auth, "verify_password", counting_verify)
+    return checked
