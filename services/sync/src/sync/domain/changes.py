@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from writer_images.events import WordPressStatus
+from writer_images.validation import NulFreeModel
 
 WORDPRESS_STATUSES: tuple[str, ...] = get_args(WordPressStatus)
 # Statuses a post can have on the REST API (`deleted` is ours: the post is gone).
@@ -26,7 +27,7 @@ def parse_wp_datetime(value: str | None) -> datetime | None:
         raise ValueError(f"{value!r} is outside years 1 to 9999 in UTC") from None
 
 
-class WebhookBody(BaseModel):
+class WebhookBody(NulFreeModel):
     """The bridge plugin's JSON body (see wordpress-plugin/writer-images-bridge/readme.txt)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -39,13 +40,6 @@ class WebhookBody(BaseModel):
     title: str | None = Field(default=None, max_length=20_000)
     publication_key: str | None = Field(default=None, max_length=200)
     event: str | None = Field(default=None, max_length=100)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: object) -> object:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")  # Postgres text cannot hold them
-        return value
 
     @field_validator("modified_gmt", mode="before")
     @classmethod

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from writer_images.validation import NulFreeModel
 
 Role = Literal["owner", "editor", "viewer"]
 ContentStatus = Literal["draft", "published"]
@@ -55,16 +57,8 @@ def _example(example: dict[str, Any]) -> ConfigDict:
     return ConfigDict(extra="forbid", json_schema_extra=schema_extra)
 
 
-class Input(BaseModel):
+class Input(NulFreeModel):
     """Base of request bodies: text never carries NUL characters (Postgres refuses them)."""
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(t, str) and "\x00" in t for t in texts):
-            raise ValueError("must not contain NUL characters")
-        return value
 
 
 # --- auth ---------------------------------------------------------------------------------------
