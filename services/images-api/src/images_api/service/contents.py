@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -122,7 +124,7 @@ async def create_content(
     async with conn.transaction():
         await check_site_and_sector(conn, account_id, site_id, sector_id)
         settings = await image_settings.load(conn, account_id)
-        try:
+        with _site_or_sector_deleted_meanwhile():
             content_id = await insert_content(
                 conn,
                 account_id,
@@ -134,14 +136,16 @@ async def create_content(
                 publish_at=publish_at,
                 in_article_slots=settings.max_in_article_images,
             )
-        except asyncpg.ForeignKeyViolationError as exc:
-            raise _deleted_meanwhile(exc) from None
         return await content_detail(conn, account_id, content_id, signer)
 
 
-def _deleted_meanwhile(exc: asyncpg.ForeignKeyViolationError) -> AppError:
-    """The site or sector was checked, then deleted by a concurrent request before this one wrote."""
-    return not_found("Sector" if "sector" in (exc.constraint_name or "") else "Site")
+@contextlib.contextmanager
+def _site_or_sector_deleted_meanwhile() -> Iterator[None]:
+    """404 when the site or sector, checked before, was deleted by a concurrent request before this write."""
+    try:
+        yield
+    except asyncpg.ForeignKeyViolationError as exc:
+        raise not_found("Sector" if "sector" in (exc.constraint_name or "") else "Site") from None
 
 
 async def insert_content(
@@ -195,14 +199,12 @@ async def update_content(
             sets.update(_NOT_ON_WORDPRESS)
         if sets:
             assignments = ", ".join(f"{col} = ${i + 2}" for i, col in enumerate(sets))
-            try:
+            with _site_or_sector_deleted_meanwhile():
                 await conn.execute(
                     f"UPDATE contents SET {assignments}, updated_at = now() WHERE id = $1",
                     content_id,
                     *sets.values(),
                 )
-            except asyncpg.ForeignKeyViolationError as exc:
-                raise _deleted_meanwhile(exc) from None
         return await content_detail(conn, account_id, content_id, signer)
 
 
