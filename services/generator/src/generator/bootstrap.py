@@ -62,7 +62,7 @@ async def build(settings: GeneratorSettings, *, consume: bool = True) -> Generat
     providers = ProviderRegistry(
         openai_base_url=settings.openai_base_url,
         openai_api_key=settings.openai_api_key,
-        process_pool=render_pool,
+        render_pool=render_pool,
     )
     generation = ImageGeneration(
         pool=resources.pool,

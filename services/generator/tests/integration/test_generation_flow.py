@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import uuid
@@ -218,7 +217,7 @@ async def test_a_render_worker_killed_by_the_os_costs_no_image(harness: Any, fak
     paid = harness.request(1210, provider="openai", model="dall-e-2")  # its renditions use the pool too
 
     async with generator_running(harness.settings(openai_base_url=fake_openai.base_url)) as service:
-        worker = await asyncio.get_running_loop().run_in_executor(service.render_pool, os.getpid)
+        worker = await service.render_pool.run(os.getpid)
         os.kill(worker, signal.SIGKILL)  # as the OOM killer would
         await harness.publish([*local, paid])
         outcome = await harness.outcome(

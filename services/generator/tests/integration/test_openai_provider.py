@@ -333,7 +333,7 @@ async def test_sixteen_slow_calls_run_concurrently(provider: OpenAIProvider, fak
 
 async def test_build_provider_points_the_sdk_at_the_configured_server(fake: FakeOpenAI) -> None:
     provider = build_provider(
-        "openai", openai_base_url=fake.base_url, openai_api_key="sk-built", process_pool=None
+        "openai", openai_base_url=fake.base_url, openai_api_key="sk-built", render_pool=None
     )
     try:
         await provider.generate(DALL_E_3_SQUARE, timeout_s=5)
@@ -347,4 +347,4 @@ async def test_build_provider_points_the_sdk_at_the_configured_server(fake: Fake
 
 def test_build_provider_refuses_openai_without_a_key() -> None:
     with pytest.raises(ProviderConfigError):
-        build_provider("openai", openai_base_url=None, openai_api_key=None, process_pool=None)
+        build_provider("openai", openai_base_url=None, openai_api_key=None, render_pool=None)

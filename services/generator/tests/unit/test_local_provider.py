@@ -8,7 +8,7 @@ import os
 import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from PIL import Image
@@ -29,10 +29,10 @@ PROMPT = "A lighthouse on a cliff at dusk, watercolour"
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[RenderPool]:
-    pool = create_render_pool(max_workers=2)
+async def pool() -> AsyncIterator[RenderPool]:
+    pool = create_render_pool(workers=2)
     # Start both workers now, so process start-up is not mistaken for rendering in the timing tests.
-    list(pool.map(render_prompt_png, ["warm-up"] * 4, [64] * 4, [64] * 4))
+    await asyncio.gather(*(pool.run(render_prompt_png, "warm-up", 64, 64) for _ in range(4)))
     yield pool
     pool.shutdown(cancel_futures=True)
 
@@ -136,7 +136,7 @@ async def test_an_impossible_size_is_a_configuration_error(
 
 
 def test_build_provider_gives_the_local_provider_its_pool(pool: RenderPool) -> None:
-    provider = build_provider("local", openai_base_url=None, openai_api_key=None, process_pool=pool)
+    provider = build_provider("local", openai_base_url=None, openai_api_key=None, render_pool=pool)
 
     assert provider.name == "local"
     assert SUPPORTED_MODELS["local"] == ("local-v1",)
@@ -144,14 +144,14 @@ def test_build_provider_gives_the_local_provider_its_pool(pool: RenderPool) -> N
 
 def test_build_provider_refuses_an_unknown_provider() -> None:
     with pytest.raises(ProviderConfigError):
-        build_provider("midjourney", openai_base_url=None, openai_api_key=None, process_pool=None)
+        build_provider("midjourney", openai_base_url=None, openai_api_key=None, render_pool=None)
 
 
 async def test_a_killed_render_worker_fails_only_the_renders_in_flight_and_the_next_ones_succeed() -> None:
-    pool = create_render_pool(max_workers=2)  # its own: the kill must not reach the other tests' pool
+    pool = create_render_pool(workers=2)  # its own: the kill must not reach the other tests' pool
     try:
         provider = LocalProvider(pool)
-        worker = await asyncio.get_running_loop().run_in_executor(pool, os.getpid)
+        worker = await pool.run(os.getpid)
         # Eight 4096² renders keep both workers busy for well over a second.
         in_flight = [
             asyncio.ensure_future(provider.generate(spec(f"big {n}", 4096, 4096), timeout_s=60))

@@ -1,45 +1,97 @@
-"""The render pool survives its workers: a dead worker costs the work in flight, never the work after it."""
+"""The render pool runs calls in worker processes fed from the event loop, and survives its workers: a dead
+worker costs the calls it held, never the calls after them."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from collections.abc import AsyncIterator
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
-from generator.adapters.render_pool import create_render_pool
+from generator.adapters.render_pool import CALLS_PER_WORKER, RemoteError, RenderPool, create_render_pool
 
 
-def test_work_submitted_after_a_worker_died_runs_in_one_new_pool() -> None:
-    pool = create_render_pool(max_workers=2)
-    try:
-        worker = pool.submit(os.getpid).result(timeout=30)
-        in_flight = [pool.submit(time.sleep, 30) for _ in range(2)]
-        os.kill(worker, signal.SIGKILL)  # as the OOM killer would
-        wait(in_flight, timeout=30)
-        # Submitted together from several threads, as jobs could: one replacement between them.
-        with ThreadPoolExecutor(max_workers=8) as submitters:
-            pids = list(submitters.map(lambda _: pool.submit(os.getpid).result(timeout=30), range(8)))
-    finally:
-        pool.shutdown(cancel_futures=True)
+@pytest.fixture
+async def pool() -> AsyncIterator[RenderPool]:
+    pool = create_render_pool(workers=2)
+    yield pool
+    pool.shutdown(cancel_futures=True)
 
-    assert all(isinstance(future.exception(), BrokenProcessPool) for future in in_flight)
-    assert worker not in pids
-    assert len(set(pids)) <= 2
+
+# What the workers run must be importable by name there (test modules are not: pytest imports them by
+# path), so these tests give them standard-library functions.
+
+
+async def test_calls_run_in_the_worker_processes_and_return_their_results(pool: RenderPool) -> None:
+    pids = await asyncio.gather(pool.run(os.getpid), pool.run(os.getpid))  # one to each idle worker
+
+    assert os.getpid() not in pids
+    assert sorted(pids) == sorted(pool.pids)
+    assert await pool.run(sum, [1, 2, 3]) == 6
+
+
+async def test_a_call_that_raises_fails_with_its_own_error_and_the_worker_goes_on(pool: RenderPool) -> None:
+    with pytest.raises(ValueError, match="invalid literal"):
+        await pool.run(int, "not a number")
+    with pytest.raises(RemoteError, match="lock"):
+        await pool.run(threading.Lock)  # a result that does not pickle
+
+    assert await pool.run(sum, [1, 2, 3]) == 6
+    assert pool.replacements == 0
+
+
+async def test_arguments_that_do_not_pickle_fail_only_their_call(pool: RenderPool) -> None:
+    with pytest.raises(TypeError):
+        await pool.run(len, threading.Lock())
+
+    assert await pool.run(len, "four") == 4
+
+
+async def test_a_killed_worker_fails_the_calls_it_held_and_is_replaced(pool: RenderPool) -> None:
+    victim = await pool.run(os.getpid)
+    # Each worker holds CALLS_PER_WORKER long calls; two more wait in the pool.
+    held = [asyncio.ensure_future(pool.run(time.sleep, 30)) for _ in range(2 * CALLS_PER_WORKER)]
+    waiting = [asyncio.ensure_future(pool.run(os.getpid)) for _ in range(2)]
+    await asyncio.sleep(0.5)
+    os.kill(victim, signal.SIGKILL)  # as the OOM killer would
+    await asyncio.wait(held[:1], timeout=10)  # the victim's calls fail at once
+
+    lost = [call for call in held if call.done()]
+    assert len(lost) == CALLS_PER_WORKER
+    assert all(isinstance(call.exception(), BrokenProcessPool) for call in lost)
+    # The calls that were waiting ran in the replacement, not behind the survivor's long calls.
+    ran_in = set(await asyncio.wait_for(asyncio.gather(*waiting), timeout=10))
+    assert len(ran_in) == 1
+    assert victim not in ran_in
+    assert ran_in < set(pool.pids)
+    assert victim not in pool.pids
+    assert len(pool.pids) == 2
     assert pool.replacements == 1
 
 
-def test_a_shut_down_pool_takes_no_more_work_even_after_a_worker_died() -> None:
-    pool = create_render_pool(max_workers=1)
-    worker = pool.submit(os.getpid).result(timeout=30)
-    in_flight = pool.submit(time.sleep, 30)
-    os.kill(worker, signal.SIGKILL)
-    wait([in_flight], timeout=30)
+async def test_an_abandoned_call_does_not_hold_up_the_calls_after_it(pool: RenderPool) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.3):
+            await asyncio.gather(*(pool.run(time.sleep, 1.5) for _ in range(6)))
+    started = time.monotonic()
+
+    assert await pool.run(os.getpid) in pool.pids
+    # Each worker finishes the two sleeps it holds (2.7 s left); the two that waited in the pool were dropped
+    # (they would have added 1.5 s).
+    assert time.monotonic() - started < 3.6
+
+
+async def test_a_shut_down_pool_takes_no_more_work_and_its_workers_exit() -> None:
+    pool = create_render_pool(workers=1)
+    worker = await pool.run(os.getpid)
     pool.shutdown()
 
     with pytest.raises(RuntimeError, match="after shutdown"):
-        pool.submit(os.getpid)
-    assert pool.replacements == 0
+        await pool.run(os.getpid)
+    with pytest.raises(ProcessLookupError):
+        os.kill(worker, 0)

@@ -1,6 +1,6 @@
 """Format conversion and renditions of generated images.
 
-CPU-bound and pure: callers run these functions in the process pool, so they take and return only picklable
+CPU-bound and pure: callers run these functions in the render pool, so they take and return only picklable
 values (bytes and frozen dataclasses).
 """
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
 from generator.adapters.providers import ImageProvider, build_provider
+from generator.adapters.render_pool import RenderPool
 
 
 class ProviderRegistry:
     def __init__(
-        self, *, openai_base_url: str | None, openai_api_key: str | None, process_pool: Executor
+        self, *, openai_base_url: str | None, openai_api_key: str | None, render_pool: RenderPool
     ) -> None:
         self._openai_base_url = openai_base_url
         self._openai_api_key = openai_api_key
-        self._process_pool = process_pool
+        self._render_pool = render_pool
         self._providers: dict[str, ImageProvider] = {}
 
     def get(self, name: str) -> ImageProvider:
@@ -24,7 +23,7 @@ class ProviderRegistry:
                 name,
                 openai_base_url=self._openai_base_url,
                 openai_api_key=self._openai_api_key,
-                process_pool=self._process_pool,
+                render_pool=self._render_pool,
             )
             self._providers[name] = provider
         return provider

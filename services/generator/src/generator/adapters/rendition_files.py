@@ -2,7 +2,7 @@
 
 Only keys, sizes and digests travel back to the event loop, not image bytes: the event loop neither
 unpickles the encodings nor hops to a thread to hash and write them, which was most of its per-image work
-with the fast local provider. Module-level functions: the process pool runs them.
+with the fast local provider. Module-level functions: the render pool runs them.
 """
 
 from __future__ import annotations

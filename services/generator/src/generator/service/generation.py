@@ -2,7 +2,7 @@
 
 Accepting is database work only: the request becomes a durable job in the transaction that records the
 event in the inbox. Generating runs in the job runner: provider call (rate-limited, bounded, timed out,
-recorded before it is made), bytes into the blob store at once, renditions in the process pool, then one
+recorded before it is made), bytes into the blob store at once, renditions in the render pool, then one
 transaction with the result, the `ai.function.called` and `image.generated` events and the job's completion.
 A paid call that an earlier attempt left open (its process died during it) is closed and reported as
 interrupted by the next attempt, or by the job's failure, before anything else.
@@ -14,7 +14,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +37,7 @@ from generator.adapters.providers import (
     RateLimitedError,
 )
 from generator.adapters.rate_limit import Limit, PostgresTokenBucket
+from generator.adapters.render_pool import RenderPool
 from generator.adapters.rendition_files import render_renditions_to_files
 from generator.domain.rules import (
     GENERATE_QUEUE,
@@ -162,7 +162,7 @@ class ImageGeneration:
         blobs: FilesystemBlobStore,
         providers: ProviderRegistry,
         buckets: PostgresTokenBucket,
-        render_pool: Executor,
+        render_pool: RenderPool,
         limits: GenerationLimits,
     ) -> None:
         self._pool = pool
@@ -503,10 +503,8 @@ class ImageGeneration:
 
     async def _render(self, data: bytes, request: ImageGenerationRequested) -> list[StoredRendition]:
         plan: list[RenditionSpec] = rendition_plan(request)
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                self._render_pool,
+            return await self._render_pool.run(
                 render_renditions_to_files,
                 data,
                 request.image_format,

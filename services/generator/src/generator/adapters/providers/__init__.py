@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Executor
-
 from generator.adapters.providers.base import (
     ContentPolicyError,
     GeneratedImage,
@@ -19,6 +17,7 @@ from generator.adapters.providers.base import (
 )
 from generator.adapters.providers.local import LOCAL_MODEL, LocalProvider
 from generator.adapters.providers.openai_provider import OPENAI_MODELS, OpenAIProvider
+from generator.adapters.render_pool import RenderPool
 
 SUPPORTED_MODELS: dict[str, tuple[str, ...]] = {
     "local": (LOCAL_MODEL,),
@@ -49,13 +48,13 @@ def build_provider(
     *,
     openai_base_url: str | None,
     openai_api_key: str | None,
-    process_pool: Executor | None,
+    render_pool: RenderPool | None,
 ) -> ImageProvider:
     """The provider called `name`; ProviderConfigError when it is unknown or its settings are missing."""
     if name == "local":
-        if process_pool is None:
-            raise ProviderConfigError("the local provider needs a process pool to render in")
-        return LocalProvider(process_pool)
+        if render_pool is None:
+            raise ProviderConfigError("the local provider needs a render pool to render in")
+        return LocalProvider(render_pool)
     if name == "openai":
         if not openai_api_key:
             raise ProviderConfigError("the openai provider needs an API key")

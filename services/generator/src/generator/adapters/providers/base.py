@@ -56,7 +56,7 @@ class ImageProvider(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections the provider owns (not the process pool, which its creator owns)."""
+        """Release connections the provider owns (not the render pool, which its creator owns)."""
         ...
 
 

@@ -1,7 +1,7 @@
 """The `local` provider: a deterministic picture drawn from the prompt, no network, no cost.
 
-Rendering and PNG encoding are CPU-bound, so they run in a process pool (`adapters.render_pool`); the event
-loop only waits.
+Rendering and PNG encoding are CPU-bound, so they run in the render pool's worker processes
+(`adapters.render_pool`); the event loop only waits.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import hashlib
 import io
 import textwrap
 from collections.abc import Callable
-from concurrent.futures import Executor
 from concurrent.futures.process import BrokenProcessPool
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -26,6 +25,7 @@ from generator.adapters.providers.base import (
     ProviderUnavailableError,
     ProviderUsage,
 )
+from generator.adapters.render_pool import RenderPool
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ _RAMP_TURNS = (
 def render_prompt_png(prompt: str, width: int, height: int) -> bytes:
     """A PNG of `width`×`height` drawn from the prompt: same prompt and size, same bytes.
 
-    Pure and module-level so a process pool can run it (and benchmarks can call it directly).
+    Pure and module-level so the render pool can run it (and benchmarks can call it directly).
     """
     _check_size(width, height)
     seed = hashlib.sha256(prompt.encode("utf-8")).digest()
@@ -116,12 +116,12 @@ def _render_then(
 
 
 class LocalProvider:
-    """Renders in the given process pool; the pool's creator starts and shuts it down."""
+    """Renders in the given render pool; the pool's creator shuts it down."""
 
     name = "local"
 
-    def __init__(self, process_pool: Executor) -> None:
-        self._pool = process_pool
+    def __init__(self, render_pool: RenderPool) -> None:
+        self._pool = render_pool
 
     async def generate(self, spec: ImageSpec, *, timeout_s: float) -> GeneratedImage:
         if spec.model != LOCAL_MODEL:
@@ -145,30 +145,26 @@ class LocalProvider:
         if spec.model != LOCAL_MODEL:
             raise ProviderConfigError(f"local provider has no model {spec.model!r} (only {LOCAL_MODEL!r})")
         _check_size(spec.width, spec.height)
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                return await loop.run_in_executor(
-                    self._pool, _render_then, spec.prompt, spec.width, spec.height, finish, finish_args
+                return await self._pool.run(
+                    _render_then, spec.prompt, spec.width, spec.height, finish, finish_args
                 )
         except TimeoutError as error:
             raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
         except BrokenProcessPool as error:
-            # A worker died under this render (or beside it); the pool is rebuilt for the retry.
+            # The worker died under this render; the pool has replaced it for the retry.
             raise ProviderUnavailableError(f"a render worker died: {error}") from error
 
     async def aclose(self) -> None:
         """Nothing to release: the pool belongs to whoever created it."""
 
     async def _render(self, spec: ImageSpec, timeout_s: float) -> bytes:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                return await loop.run_in_executor(
-                    self._pool, render_prompt_png, spec.prompt, spec.width, spec.height
-                )
+                return await self._pool.run(render_prompt_png, spec.prompt, spec.width, spec.height)
         except TimeoutError as error:
             raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
         except BrokenProcessPool as error:
-            # A worker died under this render (or beside it); the pool is rebuilt for the retry.
+            # The worker died under this render; the pool has replaced it for the retry.
             raise ProviderUnavailableError(f"a render worker died: {error}") from error
