@@ -27,7 +27,7 @@ import orjson
 from aiokafka.structs import ConsumerRecord
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
-from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
 from writer_images import dlq, inbox, metrics
 from writer_images.events import Envelope, MalformedEventError, Payload, contract_for, decode_envelope
@@ -142,6 +142,13 @@ class DeadLetters:
         log.warning("message dead-lettered", topic=record.topic, offset=record.offset, reason=reason[:500])
 
 
+async def _undecoded(message: StreamMessage[Any]) -> Any:
+    """The subscriber's decoder: the batch's records themselves, each decoded once, by `decode_envelope`.
+    FastStream's own decoder parsed every body as JSON first, only for us to parse it again; with the
+    broker's `apply_types=False` (`kafka.make_broker`) the handler takes this as its one argument."""
+    return message.raw_message
+
+
 def consumer_config(settings: ServiceSettings, **overrides: Any) -> ConsumerConfig:
     """The consumer configuration every service derives from its settings (one way, every service)."""
     return ConsumerConfig(
@@ -191,11 +198,12 @@ class EventConsumer:
             heartbeat_interval_ms=self._config.heartbeat_interval_ms,
             fetch_max_wait_ms=self._config.fetch_max_wait_ms,
             max_poll_interval_ms=self._config.max_poll_interval_ms(),
+            decoder=_undecoded,
         )
         subscriber(self.on_batch)
 
-    async def on_batch(self, msg: KafkaMessage) -> None:
-        raw = msg.raw_message
+    async def on_batch(self, raw: Any) -> None:
+        """A batch of records as the broker gave them (see `_undecoded`)."""
         records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
         events = await self._decode_or_dead_letter(records)
         if not events:

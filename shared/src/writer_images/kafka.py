@@ -49,7 +49,9 @@ async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] 
 
 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
-    return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=False)
+    # apply_types=False: handlers take the decoded message as their one argument, with no dependency
+    # injection. Resolving the handler's message annotation ran in a worker thread for every batch.
+    return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=False, apply_types=False)
 
 
 def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
