@@ -22,6 +22,10 @@ with `--drivers` (default both):
     sparse while much is left, 50 ms apart near the end; the Celery peer's rows are polled the same way).
     images-api asks the local provider for 512×512 (`WI_LOCAL_IMAGE_SIZE`), the size the baselines render.
     Per-image latency: POST → the image's `generated_at` written by the projection.
+Rounds (`--rounds`, default 3): direct loop, ours, peer, again and again, with both pipelines up throughout
+(each idle while the other runs); every round prints its own figures, and the medians of the rounds' ratios
+are the result. A single sequence read anywhere from 0.80× to 1.03× the peer on one machine within an hour:
+these machines' speed drifts by a fifth within minutes, and a phase that met a slow spell moved its ratio.
 Each driver's baselines render the prompts its pipeline renders (the picture carries the prompt's text, so
 its length moves the render's cost): `prompt_of` for events, images-api's own prompts for api.
 """
@@ -32,11 +36,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -302,15 +307,16 @@ def _provider_of(settings: dict[str, Any]) -> tuple[str, str]:
 # --- (b) the Celery + Redis peer ------------------------------------------------------------------------
 
 
+@contextlib.asynccontextmanager
 async def celery_peer(
     server: str,
     workdir: Path,
-    count: int,
     workers: int,
     size: tuple[int, int] = (SIZE, SIZE),
     prompts: Prompts = prompt_of,
-) -> tuple[float, dict[str, float]]:
-    """Seconds (and core-ms per image) for the Celery pool to render, store and mark `count` images."""
+) -> AsyncIterator[Callable[[int, int], Awaitable[tuple[float, dict[str, float]]]]]:
+    """A warmed-up Celery pool; yields `run_round(first_id, count)`: seconds (and core-ms per image) for the
+    pool to render, store and mark `count` images."""
     from bench.celery_peer import app
 
     redis.Redis(host="127.0.0.1", port=6379, db=CELERY_REDIS_DB).flushdb()
@@ -347,11 +353,15 @@ async def celery_peer(
             await _celery_batch(app, conn, warm_up, size, prompts, timeout_s=120)
             assert worker.process is not None
             meter = CpuMeter(dsn, {"service": worker.process.pid}, {"redis": _redis_pids()})
-            await meter.start()
-            started = time.perf_counter()
-            await _celery_batch(app, conn, images(0, count), size, prompts, timeout_s=600)
-            seconds = time.perf_counter() - started
-            return seconds, await meter.stop(per=count)
+
+            async def run_round(first_id: int, count: int) -> tuple[float, dict[str, float]]:
+                await meter.start()
+                started = time.perf_counter()
+                await _celery_batch(app, conn, images(first_id, count), size, prompts, timeout_s=600)
+                seconds = time.perf_counter() - started
+                return seconds, await meter.stop(per=count)
+
+            yield run_round
         finally:
             await asyncio.to_thread(worker.stop)
             await conn.close()
@@ -410,21 +420,32 @@ def measure_direct(count: int, size: tuple[int, int], prompts: Prompts) -> tuple
     return count / seconds, (time.process_time() - cpu_before) / count * 1000
 
 
+OursRound = Callable[[int, int], Awaitable[tuple[PipelineRun, dict[str, float]]]]
+
+
+@contextlib.asynccontextmanager
 async def events_run(
-    server: str, workdir: Path, count: int, workers: int
-) -> tuple[PipelineRun, dict[str, float]]:
+    server: str, workdir: Path, workers: int, count: int, rounds: int
+) -> AsyncIterator[OursRound]:
+    """The generator alone, warmed up; yields `run_round(first_id, count)`."""
     async with generator_pipeline(
         server, workdir, workers=workers, job_concurrency=32, per_account_limit=32
     ) as pipeline:
-        await pipeline.meter.start()
-        ours = await run_pipeline(pipeline.driver, images(0, count), timeout_s=900)
-        return ours, await pipeline.meter.stop(per=count)
+
+        async def run_round(first_id: int, count: int) -> tuple[PipelineRun, dict[str, float]]:
+            await pipeline.meter.start()
+            ours = await run_pipeline(pipeline.driver, images(first_id, count), timeout_s=900)
+            return ours, await pipeline.meter.stop(per=count)
+
+        yield run_round
 
 
+@contextlib.asynccontextmanager
 async def api_run(
-    server: str, workdir: Path, count: int, workers: int
-) -> tuple[PipelineRun, dict[str, float]]:
-    """images-api + generator as subprocesses; contents created through the API before the clock starts."""
+    server: str, workdir: Path, workers: int, count: int, rounds: int
+) -> AsyncIterator[OursRound]:
+    """images-api + generator as subprocesses, warmed up, every round's contents created through the API
+    before any clock starts; yields `run_round(first_id, count)`."""
     stack_dir = Path(tempfile.mkdtemp(prefix="stack-", dir=workdir))
     generator_env = {
         "WI_RENDER_WORKERS": str(workers),
@@ -440,18 +461,26 @@ async def api_run(
         await asyncio.to_thread(running.stack.start, "generator", **generator_env)
         driver = ApiDriver(running.api)
         warm_up = await driver.create_contents(2 * workers * IMAGES_PER_CONTENT, "Warm-up")
-        batch = await driver.create_contents(count, "Bench")
+        # Titles numbered on across rounds: round r renders the prompts of images r·count… (`api_prompt_of`).
+        batches = {
+            r * count: await driver.create_contents(count, "Bench", first=r * count // IMAGES_PER_CONTENT)
+            for r in range(rounds)
+        }
         await run_pipeline(driver, warm_up, 120)  # group joined, pool workers started, code paths warm
         processes = running.stack.processes
         sessions = {name: p.process.pid for name, p in processes.items() if p.process is not None}
         assert running.broker.process is not None
         meter = CpuMeter(running.stack.database_url, sessions, {"broker": [running.broker.process.pid]})
-        await meter.start()
-        ours = await run_pipeline(driver, batch, timeout_s=900)
-        cpu = await meter.stop(per=count)
-        if len(ours.latencies_s) != count:
-            raise RuntimeError(f"only {len(ours.latencies_s)} of {count} images read as generated")
-        return ours, cpu
+
+        async def run_round(first_id: int, count: int) -> tuple[PipelineRun, dict[str, float]]:
+            await meter.start()
+            ours = await run_pipeline(driver, batches[first_id], timeout_s=900)
+            cpu = await meter.stop(per=count)
+            if len(ours.latencies_s) != count:
+                raise RuntimeError(f"only {len(ours.latencies_s)} of {count} images read as generated")
+            return ours, cpu
+
+        yield run_round
 
 
 DRIVERS = {
@@ -461,14 +490,51 @@ DRIVERS = {
 }
 
 
-async def local_figures(server: str, workdir: Path, count: int, workers: int, driver: str) -> dict[str, Any]:
+async def local_figures(
+    server: str, workdir: Path, count: int, workers: int, driver: str, rounds: int
+) -> dict[str, Any]:
+    """`rounds` rounds of the direct loop, ours and the peer, in that order, both pipelines up throughout: a
+    machine whose speed drifts (these shared machines swing by a fifth within minutes) moves all three of a
+    round alike, and the medians of the rounds' ratios are the figures."""
     path, size, prompts, run = DRIVERS[driver]
-    # Direct loop, then ours, then the peer, as before: a noisy neighbour is spread over all three.
-    direct_rate, direct_cpu_ms = measure_direct(count, size, prompts)
-    ours, ours_cpu = await run(server, workdir, count, workers)
-    peer_s, peer_cpu = await celery_peer(server, workdir, count, workers, size, prompts)
-    base = Baselines(size, direct_rate, direct_cpu_ms, count / peer_s, peer_cpu)
-    return report(driver, path, count, workers, ours, ours_cpu, base)
+    results = []
+    async with (
+        run(server, workdir, workers, count, rounds) as ours_round,
+        celery_peer(server, workdir, workers, size, prompts) as peer_round,
+    ):
+        for r in range(rounds):
+            direct_rate, direct_cpu_ms = measure_direct(count, size, prompts)
+            ours, ours_cpu = await ours_round(r * count, count)
+            peer_s, peer_cpu = await peer_round(r * count, count)
+            base = Baselines(size, direct_rate, direct_cpu_ms, count / peer_s, peer_cpu)
+            label = f"{driver} round {r + 1}/{rounds}"
+            results.append(report(label, path, count, workers, ours, ours_cpu, base))
+    return summary(driver, path, results)
+
+
+def summary(driver: str, path: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds' medians (each ratio is the median of the rounds' ratios, not a ratio of medians)."""
+
+    def median(key: str) -> float:
+        return round(float(statistics.median(r[key] for r in rounds)), 2)
+
+    keys = ("direct_images_per_s", "pipeline_images_per_s", "celery_images_per_s", "ratio_vs_direct",
+            "ratio_vs_celery", "render_core_ms_per_image", "pipeline_overhead_core_ms_per_image",
+            "celery_overhead_core_ms_per_image")  # fmt: skip
+    medians = {key: median(key) for key in keys}
+    lines = [
+        f"[{driver}] {path}, median of {len(rounds)} rounds: {medians['pipeline_images_per_s']} images/s; "
+        f"{medians['ratio_vs_direct']}× the one-core direct loop (rounds "
+        f"{', '.join(str(r['ratio_vs_direct']) for r in rounds)}; goal ≥ 1.5×), "
+        f"{medians['ratio_vs_celery']}× the Celery peer (rounds "
+        f"{', '.join(str(r['ratio_vs_celery']) for r in rounds)}; goal ≥ 1.0×); overhead "
+        f"{medians['pipeline_overhead_core_ms_per_image']} core-ms per image against the peer's "
+        f"{medians['celery_overhead_core_ms_per_image']}",
+    ]
+    print(lines[0], flush=True)
+    # CPU split and latency: those of the round with the median ratio to the direct loop.
+    middle = sorted(rounds, key=lambda r: r["ratio_vs_direct"])[len(rounds) // 2]
+    return {**middle, **medians, "rounds": rounds, "lines": lines, "load": machine_load()}
 
 
 def report(
@@ -612,6 +678,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench generation")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of direct loop, ours and the peer (medians reported)"
+    )
+    parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="render processes (generator and Celery)"
     )
     parser.add_argument("--openai-images", type=int, default=64)
@@ -642,7 +711,9 @@ def main(argv: list[str]) -> None:
             for driver in drivers:
                 # "local" keeps its name from before the api driver existed: results stay comparable.
                 key = "local" if driver == "events" else f"local_{driver}"
-                result[key] = asyncio.run(local_figures(server, workdir, args.images, args.workers, driver))
+                result[key] = asyncio.run(
+                    local_figures(server, workdir, args.images, args.workers, driver, args.rounds)
+                )
             if "local" in result and "local_api" in result:
                 result["api_overhead_line"] = ratio_line(
                     "pipeline overhead per image, API → read model",

@@ -88,7 +88,8 @@ class ApiDriver:
     # perf_counter and wall-clock readings of the same instant, to place server timestamps on our clock.
     _wall_minus_perf: float = field(default_factory=lambda: time.time() - time.perf_counter())
 
-    async def create_contents(self, images: int, title: str) -> list[ApiImage]:
+    async def create_contents(self, images: int, title: str, first: int = 0) -> list[ApiImage]:
+        """Contents titled `{title} {n}` from n = `first`, enough for `images` images."""
         await use_local_provider(self.api, in_article_slots=IMAGES_PER_CONTENT - 1)
 
         async def create(n: int) -> list[ApiImage]:
@@ -103,7 +104,9 @@ class ApiDriver:
             return [ApiImage(i["id"], content["id"]) for i in slots]
 
         contents = -(-images // IMAGES_PER_CONTENT)
-        made = await bounded([lambda n=n: create(n) for n in range(contents)], self.concurrency)
+        made = await bounded(
+            [lambda n=n: create(n) for n in range(first, first + contents)], self.concurrency
+        )
         return [image for content in made for image in content][:images]
 
     async def submit(self, batch: Sequence[ApiImage]) -> None:
