@@ -25,6 +25,7 @@ from faststream.kafka import KafkaBroker
 from writer_images import db
 from writer_images.blobstore import FilesystemBlobStore
 from writer_images.http import metrics_response
+from writer_images.inbox import InboxPruner
 from writer_images.kafka import ensure_topics, kafka_producer, make_broker
 from writer_images.logging import configure_logging, get_logger
 from writer_images.outbox import Outbox, OutboxRelay
@@ -74,6 +75,7 @@ async def open_resources(settings: ServiceSettings, schema: str, versions_dir: P
         outbox=outbox,
         relay=OutboxRelay(pool, schema, producer, linger_s=settings.outbox_linger_s),
         blobs=FilesystemBlobStore(settings.blob_dir),
+        workers=[InboxPruner(pool, settings.inbox_retention_s)],
     )
 
 

@@ -43,6 +43,9 @@ class ServiceSettings(BaseSettings):
     consumer_max_attempts: int = 5
     consumer_backoff_base_s: float = 0.2
     consumer_backoff_max_s: float = 30.0
+    # How long a handled event's id is remembered (`inbox.InboxPruner`): keep it above the topics' retention,
+    # or an event the broker still holds could be delivered again after its id was forgotten.
+    inbox_retention_s: int = 14 * 24 * 3600
 
 
 class JobSettings(ServiceSettings):

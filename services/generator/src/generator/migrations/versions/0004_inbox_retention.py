@@ -1,0 +1,24 @@
+"""inbox: a BRIN index on `handled_at`, by which `writer_images.inbox.InboxPruner` forgets old event ids.
+
+Revision ID: 0004
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+from writer_images.db import run_ddl
+from writer_images.inbox import inbox_retention_ddl
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade(schema: str) -> None:
+    run_ddl(op.execute, inbox_retention_ddl())
+
+
+def downgrade(schema: str) -> None:
+    raise NotImplementedError("forward-only migrations")
