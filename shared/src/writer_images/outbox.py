@@ -32,6 +32,8 @@ log = get_logger(__name__)
 
 _RELAY_LOCK_CLASS = 0x4F55_5442  # "OUTB": advisory-lock class of the relays, one lock per schema
 _STAND_BY_S = 0.05
+# Rows deleted between the relay's own VACUUMs of its outbox (see `OutboxRelay.__init__`).
+VACUUM_EVERY_ROWS = 2000
 # What a broker (or the producer, before sending) says of a record itself: sent again, it is refused again.
 # Anything else (the broker away, a leader moving, a timeout) is the system's state and is retried.
 _UNSENDABLE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
@@ -121,9 +123,16 @@ class OutboxRelay:
         poll_interval_s: float = 1.0,
         retry: RetryPolicy | None = None,
         linger_s: float = 0.0,
+        vacuum_every_rows: int = VACUUM_EVERY_ROWS,
     ) -> None:
         """`linger_s`: after a wake-up, wait this long before claiming, so that a hot path committing one
-        event per transaction is relayed in batches (like Kafka's linger.ms); 0 relays at once."""
+        event per transaction is relayed in batches (like Kafka's linger.ms); 0 relays at once.
+
+        `vacuum_every_rows`: the outbox is a queue table, every row inserted then deleted, and the relay's
+        claim reads the primary key from its start, over every dead row autovacuum has not yet removed. With
+        autovacuum's one-minute naptime a busy outbox holds thousands: the claim took 0.42 ms with 12,000 dead
+        rows against 0.18 ms just after a VACUUM (the generator's relay, 1,000 claims a run, was Postgres's
+        largest statement). So the relay vacuums its outbox itself after this many deleted rows; 0 never."""
         self._pool = pool
         self._schema = schema
         self._producer = producer
@@ -131,6 +140,8 @@ class OutboxRelay:
         self._poll_interval_s = poll_interval_s
         self._retry = retry or RetryPolicy(max_attempts=1_000_000, base_s=0.2, max_s=5.0)
         self._linger_s = linger_s
+        self._vacuum_every_rows = vacuum_every_rows
+        self._deleted_since_vacuum = 0
         self._wakeup = asyncio.Event()
         self._stopping = asyncio.Event()
         # Rows left to relay one at a time: a broker refuses a partition's whole batch for one record that
@@ -217,7 +228,19 @@ class OutboxRelay:
                 await self._dead_letter(row, error)
         self._alone = max(0, self._alone - 1)
         metrics.OUTBOX_RELAYED.labels(self._schema).inc(len(rows) - len(refused))
+        self._deleted_since_vacuum += len(rows)
+        if self._vacuum_every_rows and self._deleted_since_vacuum >= self._vacuum_every_rows:
+            await self._vacuum()
         return len(rows)
+
+    async def _vacuum(self) -> None:
+        self._deleted_since_vacuum = 0
+        try:
+            async with self._pool.acquire() as conn:
+                # SKIP_LOCKED: when autovacuum (or another relay) is at it already, that is enough.
+                await conn.execute("VACUUM (SKIP_LOCKED) outbox")
+        except Exception as exc:  # only slower claims until the next one: the relay goes on
+            log.warning("outbox vacuum failed", error=repr(exc))
 
     async def _send(self, rows: list[asyncpg.Record]) -> list[tuple[asyncpg.Record, Exception]]:
         """Send every row and wait for every acknowledgement; returns the rows refused for what they are.

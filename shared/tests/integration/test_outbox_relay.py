@@ -352,3 +352,34 @@ async def _wait_until_backlog_below(pool: asyncpg.Pool, limit: int, timeout_s: f
                 return
         await asyncio.sleep(0.005)
     raise TimeoutError(f"outbox backlog did not drop below {limit}")
+
+
+async def _manual_vacuums(pool: asyncpg.Pool, schema: str) -> int:
+    count: int = await pool.fetchval(
+        "SELECT vacuum_count FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'outbox'", schema
+    )
+    return count
+
+
+async def test_the_relay_vacuums_its_outbox_itself_after_every_so_many_deleted_rows(
+    service_schema: tuple[str, asyncpg.Pool], kafka_bootstrap: str
+) -> None:
+    schema, pool = service_schema
+    correlation = f"c-{uuid.uuid4()}"
+    await _write(pool, schema, [_site_event(correlation, site_id=500 + n) for n in range(10)])
+    producer = kafka_producer(kafka_bootstrap, client_id="t")
+    await producer.start()
+    try:
+        relay = OutboxRelay(pool, schema, producer, batch_size=4, vacuum_every_rows=8)
+        vacuums = []
+        for _ in range(3):  # 4 rows, 8 rows (the vacuum's turn), 10 rows
+            await relay.relay_once()
+            vacuums.append(await _manual_vacuums(pool, schema))
+    finally:
+        await producer.stop()
+
+    assert vacuums == [0, 1, 1]
+    delivered = await collect(
+        kafka_bootstrap, [topics.SITE_CHANGED], keep=_of(correlation), until=lambda r: len(r) >= 10
+    )
+    assert len(delivered) == 10
