@@ -95,3 +95,16 @@ async def test_a_shut_down_pool_takes_no_more_work_and_its_workers_exit() -> Non
         await pool.run(os.getpid)
     with pytest.raises(ProcessLookupError):
         os.kill(worker, 0)
+
+
+def test_a_pool_refuses_calls_from_another_event_loop_than_the_one_it_started_on() -> None:
+    pool = create_render_pool(workers=1)
+    first, second = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(pool.run(os.getpid)) in pool.pids
+        with pytest.raises(RuntimeError, match="only the event loop it started on"):
+            second.run_until_complete(pool.run(os.getpid))
+    finally:
+        pool.shutdown()
+        first.close()
+        second.close()

@@ -125,13 +125,16 @@ class RenderPool:
         if self._loop is None:
             self._loop = loop
             self._workers = [self._start_worker() for _ in range(self._size)]
+        elif self._loop is not loop:  # its pipes are watched by the loop it started on
+            raise RuntimeError("a render pool serves only the event loop it started on")
         future: asyncio.Future[T] = loop.create_future()
         self._waiting.append(_Call(future, fn, args))
         self._feed()
         return await future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the workers (they finish the call they run); calls not yet sent are cancelled."""
+        """Stop the workers: calls not yet sent are cancelled, each worker exits after the call it runs (with
+        `wait`, waited for up to 5 s each, then killed; with `cancel_futures` alone, killed at once)."""
         self._closed = True
         while self._waiting:
             self._waiting.popleft().future.cancel()
