@@ -45,7 +45,7 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_max_s: float = 30.0
     # How long a handled event's id is remembered (`inbox.InboxPruner`): keep it above the topics' retention,
     # or an event the broker still holds could be delivered again after its id was forgotten.
-    inbox_retention_s: int = 14 * 24 * 3600
+    inbox_retention_s: int = Field(default=14 * 24 * 3600, ge=24 * 3600)
 
 
 class JobSettings(ServiceSettings):

@@ -6,9 +6,12 @@ import asyncio
 import uuid
 
 import asyncpg
+import pytest
+from pydantic import ValidationError
 
 from writer_images import inbox
 from writer_images.inbox import InboxPruner
+from writer_images.settings import ServiceSettings
 
 DAY_S = 24 * 3600
 
@@ -71,3 +74,12 @@ async def test_the_pruner_prunes_at_start_and_then_every_period_until_stopped(
     finally:
         pruner.stop()
         await asyncio.wait_for(running, timeout=5)
+
+
+def test_a_retention_shorter_than_a_day_is_refused_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WI_INBOX_RETENTION_S", "60")
+    with pytest.raises(ValidationError, match="inbox_retention_s"):
+        ServiceSettings()
+    monkeypatch.setenv("WI_INBOX_RETENTION_S", str(DAY_S))
+
+    assert ServiceSettings().inbox_retention_s == DAY_S
