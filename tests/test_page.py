@@ -53,6 +53,14 @@ async def _signed_in(
     return page
 
 
+async def _searched(browser: Browser, stack: Stack, search: str, rows: int) -> Page:
+    """A signed-in page whose grid shows the `rows` contents that match `search`."""
+    page = await _signed_in(browser, stack)
+    await page.fill("#search", search)
+    await expect(page.locator("#rows tr")).to_have_count(rows, timeout=10_000)
+    return page
+
+
 def _posts_to(page: Page, part: str) -> list[str]:
     """The URLs of the POST requests the page sends from now on to a path containing `part`."""
     sent: list[str] = []
@@ -106,9 +114,7 @@ async def test_status_update_modal_updates_every_image_of_the_content(
 ) -> None:
     prefix = f"Status test {uuid.uuid4().hex[:6]}"
     await _seed(owner_api, prefix, 1)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", prefix)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, prefix, rows=1)
     await page.get_by_role("button", name="Update Status").click()
     await page.locator("#status-modal [data-status=failed]").click()
     await expect(page.locator(".toast.success")).to_contain_text("updated 3 image(s) status to failed")
@@ -159,9 +165,7 @@ async def test_the_grid_follows_a_change_made_elsewhere_without_a_reload(
 ) -> None:
     prefix = f"Live test {uuid.uuid4().hex[:6]}"
     [content] = await _seed(owner_api, prefix, 1)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", prefix)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, prefix, rows=1)
     await expect(page.locator("#live")).to_be_visible()
 
     await owner_api.call(
@@ -246,9 +250,7 @@ async def test_a_double_click_on_publish_to_wordpress_sends_one_request(
 ) -> None:
     title = f"Double publish {uuid.uuid4().hex[:6]}"
     await _publishable(owner_api, title)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", title)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, title, rows=1)
     sent = _posts_to(page, "/publisher/publish/")
 
     await page.locator("#rows tr").first.get_by_role("button", name="Publish to WordPress").dblclick()
@@ -263,9 +265,7 @@ async def test_a_double_click_on_bulk_publish_sends_one_request(
 ) -> None:
     title = f"Double bulk {uuid.uuid4().hex[:6]}"
     await _publishable(owner_api, title)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", title)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, title, rows=1)
     await page.locator("#rows tr").first.get_by_role("checkbox").check()
     sent = _posts_to(page, "/publish/batch/")
 
@@ -320,9 +320,7 @@ async def test_a_click_is_not_lost_when_the_grid_reloads_under_it(
 ) -> None:
     prefix = f"Click test {uuid.uuid4().hex[:6]}"
     first, second = await _seed(owner_api, prefix, 2)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", prefix)
-    await expect(page.locator("#rows tr")).to_have_count(2, timeout=10_000)
+    page = await _searched(browser, stack, prefix, rows=2)
     await expect(page.locator("#live")).to_be_visible()
     button = page.locator("#rows tr").first.get_by_role("button", name="Update Status")
     await button.focus()
@@ -478,9 +476,7 @@ async def test_generation_progress_polls_on_through_errors_after_live_progress_i
 ) -> None:
     prefix = f"Poll test {uuid.uuid4().hex[:6]}"
     await _seed(owner_api, prefix, 1)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", prefix)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, prefix, rows=1)
     polls = 0
 
     async def route(route: Any) -> None:
@@ -511,9 +507,7 @@ async def test_a_double_click_on_a_status_sends_one_update(
 ) -> None:
     prefix = f"Double status {uuid.uuid4().hex[:6]}"
     await _seed(owner_api, prefix, 1)
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", prefix)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, prefix, rows=1)
     sent = _posts_to(page, "/bulk_update/")
     await page.get_by_role("button", name="Update Status").click()
 
@@ -544,9 +538,7 @@ async def test_a_refused_all_or_nothing_bulk_publish_keeps_the_selection(
         expect=201,
         json={"title": title, "html": "<p>x</p>", "status": "published", "site_id": site["id"]},
     )
-    page = await _signed_in(browser, stack)
-    await page.fill("#search", title)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    page = await _searched(browser, stack, title, rows=1)
     checkbox = page.locator("#rows tr").first.get_by_role("checkbox")
     await checkbox.check()
     await page.check("#bulk-atomic")
