@@ -13,7 +13,7 @@ from images_api.adapters.security import verify_password
 from images_api.bootstrap import create_app
 from images_api.service import auth
 from images_api.settings import ImagesApiSettings
-from images_api.testing import Tenant, make_tenant
+from images_api.testing import Tenant, app_client, make_tenant
 
 
 @pytest.fixture(scope="session")
@@ -42,9 +42,7 @@ async def app(api_settings: ImagesApiSettings) -> AsyncIterator[FastAPI]:
 
 @pytest.fixture(scope="session")
 async def anon(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with app_client(app) as client:
         yield client
 
 

@@ -91,10 +91,18 @@ class Tenant:
         return content
 
 
+def app_client(app: FastAPI, token: str | None = None, *, ip: str | None = None) -> httpx.AsyncClient:
+    """A client that calls the app in this process (ASGI): as the holder of `token` if given, and from `ip`
+    if given (the login limit counts per address)."""
+    transport = (
+        httpx.ASGITransport(app=app) if ip is None else httpx.ASGITransport(app=app, client=(ip, 40000))
+    )
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
 async def login(app: FastAPI, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as client:
+    async with app_client(app) as client:
         response = await client.post("/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.text
     data: dict[str, Any] = response.json()["data"]
@@ -111,11 +119,7 @@ async def make_tenant(app: FastAPI) -> AsyncIterator[Tenant]:
         account_id = await conn.fetchval("SELECT id FROM accounts WHERE name = $1", account)
     for role in ("owner", "editor", "viewer"):
         tokens = await login(app, f"{role}@{account}.test")
-        clients[role] = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://testserver",
-            headers={"Authorization": f"Bearer {tokens['access_token']}"},
-        )
+        clients[role] = app_client(app, tokens["access_token"])
     tenant = Tenant(
         account,
         account_id,

@@ -6,19 +6,11 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 import jwt
 from fastapi import FastAPI
 
 from images_api.settings import ImagesApiSettings
-from images_api.testing import PASSWORD, Tenant, login
-
-
-def _client(app: FastAPI, token: str | None = None) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver", headers=headers
-    )
+from images_api.testing import PASSWORD, Tenant, app_client, login
 
 
 async def test_401_says_whether_the_token_is_missing_invalid_or_expired(
@@ -31,7 +23,7 @@ async def test_401_says_whether_the_token_is_missing_invalid_or_expired(
         algorithm="HS256",
     )
     for token, word in ((None, "missing"), ("garbage", "invalid"), (expired, "expired")):
-        async with _client(app, token) as client:
+        async with app_client(app, token) as client:
             response = await client.get(url)
         assert response.status_code == 401
         assert word in response.json()["error"]
@@ -42,12 +34,12 @@ async def test_token_refresh_on_401_rotates_and_reuse_revokes_the_family(
     app: FastAPI, tenant: Tenant
 ) -> None:
     tokens = await login(app, tenant.owner_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         rotated = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert rotated.status_code == 200
         new = rotated.json()["data"]
         assert new["refresh_token"] != tokens["refresh_token"]
-        async with _client(app, new["access_token"]) as authed:
+        async with app_client(app, new["access_token"]) as authed:
             assert (await authed.get("/v1/writer/images/content_images/")).status_code == 200
         reuse = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert reuse.status_code == 401 and "reused" in reuse.json()["error"]
@@ -59,7 +51,7 @@ async def test_token_refresh_on_401_rotates_and_reuse_revokes_the_family(
 
 async def test_logout_revokes_the_refresh_token(app: FastAPI, tenant: Tenant) -> None:
     tokens = await login(app, tenant.owner_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         assert (
             await client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
         ).status_code == 200
@@ -70,7 +62,7 @@ async def test_logout_revokes_the_refresh_token(app: FastAPI, tenant: Tenant) ->
 
 async def test_failed_logins_are_rate_limited_with_retry_after(app: FastAPI, tenant: Tenant) -> None:
     email = f"viewer@{tenant.account}.test"
-    async with _client(app) as client:
+    async with app_client(app) as client:
         for _ in range(5):
             response = await client.post("/v1/auth/login", json={"email": email, "password": "wrong"})
             assert response.status_code == 401
@@ -84,8 +76,7 @@ async def test_concurrent_failed_logins_get_no_more_password_checks_than_the_lim
 ) -> None:
     checked = password_checks
     # an address of its own: the failures must not count against the other tests' logins
-    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with app_client(app, ip="198.51.100.7") as client:
 
         async def attempt(password: str) -> int:
             body = {"email": tenant.owner_email, "password": password}

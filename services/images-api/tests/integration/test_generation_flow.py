@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from images_api.testing import Tenant
+from images_api.testing import Tenant, app_client
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
@@ -125,9 +125,7 @@ async def test_generate_emits_requests_and_projects_results(
     assert group["overall_status"] == "failed"
     featured = group["featured_image"]
     assert featured["status"] == "generated" and featured["image_path"] == rendition.blob_key
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
-    ) as anon:
+    async with app_client(app) as anon:
         picture = await anon.get(featured["image_url"])
         assert picture.status_code == 200
         assert picture.headers["content-type"] == "image/jpeg"

@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-import httpx
 import jwt
 import orjson
 import pytest
@@ -16,18 +15,9 @@ from fastapi import FastAPI
 
 from images_api.service import auth
 from images_api.settings import ImagesApiSettings
-from images_api.testing import PASSWORD, Tenant, login
+from images_api.testing import PASSWORD, Tenant, app_client, login
 
 URL = "/v1/writer/images/content_images/"
-
-
-def _client(app: FastAPI, token: str | None = None, ip: str = "127.0.0.1") -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app, client=(ip, 40000)),
-        base_url="http://testserver",
-        headers=headers,
-    )
 
 
 def _claims(tenant: Tenant, **overrides: Any) -> dict[str, Any]:
@@ -52,7 +42,7 @@ def _tampered(token: str, **changes: Any) -> str:
 
 
 async def _assert_401(app: FastAPI, token: str, why: str) -> None:
-    async with _client(app, token) as client:
+    async with app_client(app, token) as client:
         for method, url, body in (
             ("GET", URL, None),
             ("POST", "/v1/writer/contents/", {"title": "x"}),
@@ -94,7 +84,7 @@ async def test_forged_altered_and_misused_tokens_are_401(
     for why, token in cases.items():
         await _assert_401(app, token, why)
     # the untouched token still works (the failures above are the tokens', not the test's)
-    async with _client(app, access) as client:
+    async with app_client(app, access) as client:
         assert (await client.get(URL)).status_code == 200
 
 
@@ -102,7 +92,7 @@ async def test_an_access_token_is_not_a_refresh_token_and_expired_refresh_tokens
     app: FastAPI, tenant: Tenant
 ) -> None:
     tokens = await login(app, tenant.owner_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         misused = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["access_token"]})
         assert misused.status_code == 401 and misused.json()["success"] is False
         async with app.state.resources.pool.acquire() as conn:
@@ -118,7 +108,7 @@ async def test_logout_with_any_token_of_the_session_ends_the_whole_session(
     app: FastAPI, tenant: Tenant
 ) -> None:
     first = await login(app, tenant.owner_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         second = (
             await client.post("/v1/auth/refresh", json={"refresh_token": first["refresh_token"]})
         ).json()
@@ -141,10 +131,10 @@ async def test_a_role_change_or_deleted_user_takes_effect_at_the_next_refresh(
     pool = app.state.resources.pool
     async with pool.acquire() as conn:
         await conn.execute("UPDATE users SET role = 'viewer' WHERE lower(email) = lower($1)", editor_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         refreshed = await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
         assert refreshed.status_code == 200 and refreshed.json()["data"]["role"] == "viewer"
-        async with _client(app, refreshed.json()["data"]["access_token"]) as demoted:
+        async with app_client(app, refreshed.json()["data"]["access_token"]) as demoted:
             assert (await demoted.post("/v1/writer/contents/", json={"title": "x"})).status_code == 403
         async with pool.acquire() as conn:
             await conn.execute("DELETE FROM users WHERE lower(email) = lower($1)", editor_email)
@@ -160,7 +150,7 @@ async def test_failed_logins_are_limited_per_ip_across_emails(
     checked = password_checks
     ip = f"203.0.113.{uuid.uuid4().int % 250 + 1}-{uuid.uuid4().hex[:6]}"  # this run's own address
     limit = api_settings.login_max_failures_per_ip
-    async with _client(app, ip=ip) as client:
+    async with app_client(app, ip=ip) as client:
         for n in range(limit):
             body = {"email": f"nobody-{n}-{uuid.uuid4().hex[:6]}@example.test", "password": "guess"}
             assert (await client.post("/v1/auth/login", json=body)).status_code == 401
@@ -169,14 +159,14 @@ async def test_failed_logins_are_limited_per_ip_across_emails(
     assert right.json()["success"] is False
     assert len(checked) == limit
     # another address is not held back by this one's failures
-    async with _client(app, ip=f"{ip}-b") as client:
+    async with app_client(app, ip=f"{ip}-b") as client:
         fine = await client.post("/v1/auth/login", json={"email": tenant.owner_email, "password": PASSWORD})
     assert fine.status_code == 200
 
 
 async def test_the_email_limit_ignores_letter_case(app: FastAPI, tenant: Tenant) -> None:
     email = f"editor@{tenant.account}.test"
-    async with _client(app, ip=f"198.51.100.{uuid.uuid4().hex[:6]}") as client:
+    async with app_client(app, ip=f"198.51.100.{uuid.uuid4().hex[:6]}") as client:
         for variant in (email.upper(), email.title(), email, email.capitalize(), email.swapcase()):
             response = await client.post("/v1/auth/login", json={"email": variant, "password": "wrong"})
             assert response.status_code == 401
@@ -200,7 +190,7 @@ async def test_site_credentials_and_tokens_never_reach_responses_or_logs(
         (await tenant.owner.patch(f"/v1/sites/{site['id']}/", json={"base_url": "ftp://x"})).text,
     ]
     tokens = await login(app, tenant.owner_email)
-    async with _client(app) as client:
+    async with app_client(app) as client:
         bad = await client.post("/v1/auth/login", json={"email": tenant.owner_email, "password": password})
         responses.append(bad.text)
         await client.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
