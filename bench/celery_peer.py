@@ -1,5 +1,6 @@
 """The peer the seed runs: a Celery + Redis worker pool, one task per image doing the same render,
-storing the files and marking the image row generated in Postgres.
+storing the files and marking the image row generated in Postgres. With BENCH_PEER_RETAIN_FREED_MEMORY set,
+its processes keep freed memory as the generator's render workers do.
 
 Started by bench_generation as `celery -A bench.celery_peer worker`; settings come from the environment.
 """
@@ -17,6 +18,7 @@ from celery.signals import worker_process_init
 
 from generator.adapters.imaging import RenditionSpec, render_renditions
 from generator.adapters.providers.local import render_prompt_png
+from generator.adapters.render_pool import retain_freed_memory
 from writer_images.blobstore import FilesystemBlobStore
 
 app = Celery("bench_peer", broker=os.environ.get("BENCH_CELERY_BROKER", "redis://127.0.0.1:6379/15"))
@@ -35,6 +37,8 @@ _state: dict[str, Any] = {}
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _open_connection(**_: Any) -> None:
+    if os.environ.get("BENCH_PEER_RETAIN_FREED_MEMORY"):
+        retain_freed_memory()
     loop = asyncio.new_event_loop()
     _state["loop"] = loop
     _state["conn"] = loop.run_until_complete(asyncpg.connect(os.environ["BENCH_PEER_DSN"]))
