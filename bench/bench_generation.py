@@ -4,7 +4,7 @@ Local provider, N images of 512×512 (default 1,000), each rendered, converted t
 desktop and mobile renditions, stored in a filesystem blob store:
   - ours: `image.generation.requested` events into the real broker → the generator process (consumer, job
     runner, render pool of `--workers` processes, Postgres, outbox relay) → `image.generated` events out;
-  - (a) the same render + renditions called directly in a loop in this process, on one core;
+  - (a) the same render + renditions called directly in a loop in a new plain process, on one core;
   - (b) the seed's peer: a Celery + Redis worker pool with as many processes as the generator's render pool,
     one task per image doing the same render + renditions, storing the files and marking a row generated.
 The generator's render workers keep the memory a render frees for the next one (`retain_freed_memory`,
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import multiprocessing
 import os
 import statistics
 import sys
@@ -48,6 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -85,6 +87,7 @@ PLAN = [RenditionSpec("original", None), RenditionSpec("desktop", 1280), Renditi
 REPO = Path(__file__).resolve().parent.parent
 CELERY_REDIS_DB = 15
 ACCOUNT_ID = 1
+DIRECT_WARM_UP = 10
 
 
 def prompt_of(image_id: int) -> str:
@@ -438,7 +441,9 @@ class Baselines:
 
 
 def timed_direct_loop(count: int, size: tuple[int, int], prompts: Prompts) -> tuple[float, float]:
-    """Images per second and core-ms per image of the one-core direct loop in the calling process."""
+    """Images per second and core-ms per image of the one-core direct loop in the calling process, after a
+    few images of warm-up (fonts loaded, heap grown)."""
+    direct_loop(DIRECT_WARM_UP, size, prompts)
     cpu_before = time.process_time()
     seconds = direct_loop(count, size, prompts)
     return count / seconds, (time.process_time() - cpu_before) / count * 1000
@@ -447,10 +452,16 @@ def timed_direct_loop(count: int, size: tuple[int, int], prompts: Prompts) -> tu
 async def measure_direct(
     count: int, size: tuple[int, int], prompts: Prompts, worker: RenderPool | None = None
 ) -> tuple[float, float]:
-    """`timed_direct_loop` here (a plain process), or in `worker`'s one render process."""
-    if worker is None:
-        return timed_direct_loop(count, size, prompts)
-    return await worker.run(timed_direct_loop, count, size, prompts)
+    """`timed_direct_loop` in a new plain process, or in `worker`'s one render process.
+
+    Not in this process: what a render costs depends on the history of the process's heap (glibc's mmap
+    threshold floats up to the largest block freed so far; one 4 MiB block freed before the loop took a new
+    process from 1,414 page faults and 27 core-ms per image to none and 19.7), and this one's history is
+    whatever the bench did before. A new plain process is the state a naive loop runs in, every time."""
+    if worker is not None:
+        return await worker.run(timed_direct_loop, count, size, prompts)
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as plain:
+        return await asyncio.wrap_future(plain.submit(timed_direct_loop, count, size, prompts))
 
 
 OursRound = Callable[[int, int], Awaitable[tuple[PipelineRun, dict[str, float]]]]
