@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import uuid
 from collections.abc import Sequence
 
 import asyncpg
 
-from writer_images.logging import get_logger
-
-log = get_logger(__name__)
+from writer_images.retention import BATCH, Pruner, delete_in_batches
 
 
 def inbox_ddl() -> str:
@@ -54,30 +51,14 @@ def inbox_retention_ddl() -> str:
     return "CREATE INDEX inbox_handled_at ON inbox USING brin (handled_at);"
 
 
-async def prune(pool: asyncpg.Pool, older_than_s: float, batch: int = 10_000) -> int:
+async def prune(pool: asyncpg.Pool, older_than_s: float, batch: int = BATCH) -> int:
     """Forget event ids handled more than `older_than_s` ago, a batch per transaction (no long locks)."""
-    pruned = 0
-    while True:
-        async with pool.acquire() as conn:
-            deleted: int = await conn.fetchval(
-                """
-                WITH gone AS (
-                    DELETE FROM inbox WHERE ctid = ANY(ARRAY(
-                        SELECT ctid FROM inbox WHERE handled_at < now() - make_interval(secs => $1) LIMIT $2
-                    ))
-                    RETURNING 1
-                )
-                SELECT count(*) FROM gone
-                """,
-                older_than_s,
-                batch,
-            )
-        pruned += deleted
-        if deleted < batch:
-            return pruned
+    return await delete_in_batches(
+        pool, "inbox", "handled_at < now() - make_interval(secs => $1)", older_than_s, batch
+    )
 
 
-class InboxPruner:
+class InboxPruner(Pruner):
     """Keeps the inbox to the events a redelivery could still bring back.
 
     Each handled event leaves a row (five per generated image in images-api), and a table that only grows
@@ -88,21 +69,4 @@ class InboxPruner:
     """
 
     def __init__(self, pool: asyncpg.Pool, retention_s: float, every_s: float = 3600.0) -> None:
-        self._pool = pool
-        self._retention_s = retention_s
-        self._every_s = every_s
-        self._stopping = asyncio.Event()
-
-    async def run(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                pruned = await prune(self._pool, self._retention_s)
-                if pruned:
-                    log.info("old inbox rows pruned", count=pruned)
-            except Exception as exc:  # database away: try again next time
-                log.warning("inbox prune failed", error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._every_s)
-
-    def stop(self) -> None:
-        self._stopping.set()
+        super().__init__(pool, "inbox", functools.partial(prune, older_than_s=retention_s), every_s)
