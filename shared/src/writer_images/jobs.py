@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import uuid
 from collections import Counter
@@ -32,6 +33,7 @@ import asyncpg
 
 from writer_images import metrics
 from writer_images.logging import bound_context, get_logger
+from writer_images.retention import BATCH, Pruner, delete_in_batches
 from writer_images.retry import RetryPolicy
 from writer_images.settings import JobSettings
 
@@ -556,6 +558,32 @@ async def complete(conn: asyncpg.Connection, *done: Job) -> None:
     }
     if lost := [job for job in done if job.id not in completed]:
         raise LeaseLost(*lost)
+
+
+async def prune_finished(pool: asyncpg.Pool, older_than_s: float, batch: int = BATCH) -> int:
+    """Delete the jobs that finished (done or failed) more than `older_than_s` ago, a batch per transaction."""
+    return await delete_in_batches(
+        pool,
+        "jobs",
+        "status IN ('done', 'failed') AND updated_at < now() - make_interval(secs => $1)",
+        older_than_s,
+        batch,
+    )
+
+
+class FinishedJobsPruner(Pruner):
+    """Keeps the jobs table to the work in progress and the recent past.
+
+    A finished job's row serves no dedupe: requesting its work again re-arms it, and a request that finds no
+    row inserts one, which comes to the same (attempts from zero; the handler re-emits a stored result rather
+    than doing the work twice). It stays `WI_JOB_RETENTION_S` (fourteen days by default) for operators to
+    read (`last_error`, attempts), then goes, once an hour: every generated image and every publication left a
+    row for ever. No index serves the delete: it reads the table once an hour, where an index on finished
+    jobs would cost every completion a write.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, retention_s: float, every_s: float = 3600.0) -> None:
+        super().__init__(pool, "jobs", functools.partial(prune_finished, older_than_s=retention_s), every_s)
 
 
 def runner_config(settings: JobSettings, queue: str, *, per_group_limit: int) -> RunnerConfig:

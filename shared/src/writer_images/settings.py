@@ -57,3 +57,5 @@ class JobSettings(ServiceSettings):
     job_max_attempts: int = 5
     job_backoff_base_s: float = 1.0
     job_backoff_max_s: float = 60.0
+    # How long a finished job's row stays for operators to read (`jobs.FinishedJobsPruner`).
+    job_retention_s: int = Field(default=14 * 24 * 3600, ge=3600)

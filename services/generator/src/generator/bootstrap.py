@@ -15,7 +15,7 @@ from generator.domain.rules import GENERATE_QUEUE
 from generator.service.generation import GenerationLimits, ImageGeneration, accept_requests
 from generator.settings import GeneratorSettings
 from writer_images.consumer import Batched, EventConsumer, consumer_config
-from writer_images.jobs import JobRunner, RunnerConfig, runner_config
+from writer_images.jobs import FinishedJobsPruner, JobRunner, RunnerConfig, runner_config
 from writer_images.runtime import ServiceResources, close_resources, open_resources, running
 
 SCHEMA = "generator"
@@ -76,7 +76,7 @@ async def build(settings: GeneratorSettings, *, consume: bool = True) -> Generat
     runner = JobRunner(
         resources.pool, SCHEMA, generation_runner_config(settings), generation.handle, generation.on_exhausted
     )
-    resources.workers.append(runner)
+    resources.workers += [runner, FinishedJobsPruner(resources.pool, settings.job_retention_s)]
     consumer = None
     if consume:
         consumer = EventConsumer(

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from generator.bootstrap import generator_running
+from generator.domain.rules import job_key
 from writer_images.testing.fake_openai import FakeOpenAI, content_policy, hang, ok, rate_limited
 
 
@@ -52,6 +55,32 @@ async def test_four_images_with_the_local_provider_are_generated_with_renditions
             "queued",
             "generating",
         ]  # local renders are not paid calls: no separate storing step
+
+
+async def test_a_finished_job_is_deleted_once_its_retention_has_passed_and_its_result_stays(
+    harness: Any,
+) -> None:
+    settings = harness.settings(job_retention_s=3600)
+    key = job_key(300, 1)
+    async with generator_running(settings):
+        await harness.publish([harness.request(300)])
+        await harness.outcome(lambda o: len(o.images("image.generated")) == 1)
+    conn = await harness.db()
+    try:
+        assert await conn.fetchval("SELECT status FROM jobs WHERE dedupe_key = $1", key) == "done"
+        await conn.execute(
+            "UPDATE jobs SET updated_at = now() - interval '2 hours' WHERE dedupe_key = $1", key
+        )
+
+        async with generator_running(settings):  # the pruner's first turn comes as the service starts
+            deadline = time.monotonic() + 10
+            while await conn.fetchval("SELECT count(*) FROM jobs WHERE dedupe_key = $1", key):
+                assert time.monotonic() < deadline, "the finished job was not pruned"
+                await asyncio.sleep(0.05)
+
+        assert await conn.fetchval("SELECT count(*) FROM results WHERE image_id = 300") == 1
+    finally:
+        await conn.close()
 
 
 async def test_a_duplicated_request_re_emits_the_stored_result_without_a_second_provider_call(

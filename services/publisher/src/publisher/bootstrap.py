@@ -21,7 +21,7 @@ from publisher.service.publishing import (
 from publisher.settings import SCHEMA, PublisherSettings
 from writer_images import http
 from writer_images.consumer import EventConsumer, consumer_config
-from writer_images.jobs import JobRunner, runner_config
+from writer_images.jobs import FinishedJobsPruner, JobRunner, runner_config
 from writer_images.runtime import ServiceResources, close_resources, open_resources, ops_router, running
 from writer_images.secrets import SecretBox
 
@@ -67,7 +67,7 @@ def wire(resources: ServiceResources, settings: PublisherSettings) -> Publishing
         functools.partial(publish, deps),
         exhausted_handler(deps),
     )
-    resources.workers.append(runner)
+    resources.workers += [runner, FinishedJobsPruner(resources.pool, settings.job_retention_s)]
     return deps
 
 
