@@ -19,7 +19,7 @@ BATCH = 10_000
 async def delete_in_batches(
     pool: asyncpg.Pool, table: str, older: str, older_than_s: float, batch: int
 ) -> int:
-    """Delete the rows of `table` for which `older` holds (SQL, `$1` being `older_than_s` as an interval),
+    """Delete the rows of `table` for which `older` holds (SQL in which `$1` is `older_than_s`, in seconds),
     `batch` per transaction so that no lock is held long; returns how many went."""
     deleted_in_all = 0
     while True:
