@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from writer_images.validation import NulFreeModel
 
@@ -171,9 +172,10 @@ class ContentIn(Input):
 
 class ContentPatch(Input):
     model_config = _example({"status": "published"})
-    title: str | None = Field(default=None, min_length=1, max_length=500)
-    html: str | None = Field(default=None, max_length=1_000_000)
-    status: ContentStatus | None = None
+    # Optional but never null: the schema must not offer a null that the route refuses.
+    title: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=500)
+    html: str | SkipJsonSchema[None] = Field(default=None, max_length=1_000_000)
+    status: ContentStatus | SkipJsonSchema[None] = None
     site_id: int | None = Field(default=None, ge=1, le=2**62)
     sector_id: int | None = Field(default=None, ge=1, le=2**62)
     publish_at: Moment | None = Field(default=None, description=PUBLISH_AT)
@@ -233,7 +235,7 @@ class ContentOut(BaseModel):
 
 class ImagePatch(Input):
     model_config = _example({"prompt": "A tram climbing a hill in Lisbon at sunset"})
-    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+    prompt: str | SkipJsonSchema[None] = Field(default=None, min_length=1, max_length=4000)
     alt_text: str | None = Field(default=None, max_length=500)
     caption: str | None = Field(default=None, max_length=1000)
 
