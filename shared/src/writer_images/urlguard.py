@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -26,7 +27,31 @@ def check_url_shape(url: str) -> str:
         raise UnsafeUrlError("the URL has no host")
     if parts.username or parts.password:
         raise UnsafeUrlError("credentials in the URL are not allowed")
+    if not _is_host_name_or_address(parts.hostname):
+        raise UnsafeUrlError(f"{parts.hostname!r} is not a host name or an IP address")
     return url.rstrip("/")
+
+
+# RFC 1123 labels, plus "_": not a host name character, but Docker's service and container names have it and
+# resolvers answer for them.
+_LABEL = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")
+
+
+def _is_host_name_or_address(host: str) -> bool:
+    """An IP address, or a DNS name (`_LABEL`s; international names by their IDNA form; one trailing dot
+    allowed): `a..b`, `-a.example` or a name with a space would only fail later, at the publisher's DNS
+    lookup, long after the user saved it."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    try:
+        ascii_host = host.encode("idna").decode("ascii")
+    except UnicodeError:  # an empty or over-long label, or a character IDNA refuses
+        return False
+    name = ascii_host.removesuffix(".")
+    return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
 def _is_private(address: str) -> bool:

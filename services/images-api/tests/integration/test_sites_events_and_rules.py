@@ -78,7 +78,12 @@ async def test_overdue_publications_are_rerequested_then_failed(app: FastAPI, te
 
 async def test_a_base_url_that_cannot_be_parsed_is_422_on_the_field(tenant: Tenant) -> None:
     site = await tenant.site()
-    for url in ("http://[::1", "https://blog.example.com:99999"):
+    for url in (
+        "http://[::1",
+        "https://blog.example.com:99999",
+        "https://blog..example.com",
+        "http://my blog",
+    ):
         body = {"name": "x", "base_url": url, "username": "u", "application_password": "p"}
         created = await tenant.owner.post("/v1/sites/", json=body)
         patched = await tenant.owner.patch(f"/v1/sites/{site['id']}/", json={"base_url": url})
