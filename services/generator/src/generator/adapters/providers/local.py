@@ -124,10 +124,7 @@ class LocalProvider:
         self._pool = render_pool
 
     async def generate(self, spec: ImageSpec, *, timeout_s: float) -> GeneratedImage:
-        if spec.model != LOCAL_MODEL:
-            raise ProviderConfigError(f"local provider has no model {spec.model!r} (only {LOCAL_MODEL!r})")
-        _check_size(spec.width, spec.height)
-        data = await self._render(spec, timeout_s)
+        data = await self._run(spec, timeout_s, render_prompt_png, spec.prompt, spec.width, spec.height)
         usage = ProviderUsage(images=1, input_tokens=None, output_tokens=None, estimated_cost_usd=0.0)
         return GeneratedImage(data=data, revised_prompt=None, usage=usage)
 
@@ -142,27 +139,21 @@ class LocalProvider:
         One trip to the pool instead of two (render, then convert): the PNG never crosses a process
         boundary. `finish` must be a module-level function, as everything the pool runs.
         """
+        return await self._run(
+            spec, timeout_s, _render_then, spec.prompt, spec.width, spec.height, finish, finish_args
+        )
+
+    async def aclose(self) -> None:
+        """Nothing to release: the pool belongs to whoever created it."""
+
+    async def _run(self, spec: ImageSpec, timeout_s: float, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in the render pool for `spec`, after checking its model and size."""
         if spec.model != LOCAL_MODEL:
             raise ProviderConfigError(f"local provider has no model {spec.model!r} (only {LOCAL_MODEL!r})")
         _check_size(spec.width, spec.height)
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._pool.run(
-                    _render_then, spec.prompt, spec.width, spec.height, finish, finish_args
-                )
-        except TimeoutError as error:
-            raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
-        except BrokenProcessPool as error:
-            # The worker died under this render; the pool has replaced it for the retry.
-            raise ProviderUnavailableError(f"a render worker died: {error}") from error
-
-    async def aclose(self) -> None:
-        """Nothing to release: the pool belongs to whoever created it."""
-
-    async def _render(self, spec: ImageSpec, timeout_s: float) -> bytes:
-        try:
-            async with asyncio.timeout(timeout_s):
-                return await self._pool.run(render_prompt_png, spec.prompt, spec.width, spec.height)
+                return await self._pool.run(fn, *args)
         except TimeoutError as error:
             raise ProviderTimeoutError(f"local render took longer than {timeout_s}s") from error
         except BrokenProcessPool as error:
