@@ -54,7 +54,9 @@ def _is_host_name_or_address(host: str) -> bool:
     return len(name) <= 253 and all(_LABEL.fullmatch(label) for label in name.split("."))
 
 
-def _is_private(address: str) -> bool:
+def is_private_address(address: str) -> bool:
+    """A private, loopback, link-local, multicast, reserved or unspecified IP address (ValueError for
+    anything that is not an IP address)."""
     ip = ipaddress.ip_address(address)
     return bool(
         ip.is_private
@@ -77,6 +79,6 @@ async def check_url(url: str, *, allow_private: bool) -> str:
     except socket.gaierror as exc:
         raise UnsafeUrlError(f"the host {host!r} does not resolve") from exc
     for info in infos:
-        if _is_private(str(info[4][0])):
+        if is_private_address(str(info[4][0])):
             raise UnsafeUrlError(f"the host {host!r} resolves to a private or loopback address")
     return url

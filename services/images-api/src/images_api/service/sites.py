@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
+import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -13,7 +13,7 @@ from writer_images.events import SiteChanged, make_event
 from writer_images.http import AppError, current_request_id, invalid, not_found
 from writer_images.outbox import Outbox
 from writer_images.secrets import SecretBox
-from writer_images.urlguard import UnsafeUrlError, check_url_shape
+from writer_images.urlguard import UnsafeUrlError, check_url_shape, is_private_address
 
 SITE_COLUMNS = "id, name, base_url, username, site_key, revision, created_at, updated_at"
 
@@ -30,12 +30,8 @@ def validate_base_url(url: str, *, allow_private: bool) -> str:
     host = (urlsplit(cleaned).hostname or "").lower()
     if not allow_private:
         private = host == "localhost" or host.endswith((".localhost", ".local"))
-        try:
-            ip = ipaddress.ip_address(host)
-            private = private or ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
-            private = private or ip.is_unspecified or ip.is_multicast
-        except ValueError:
-            pass
+        with contextlib.suppress(ValueError):  # a name, not an address
+            private = private or is_private_address(host)
         if private:
             raise invalid("base_url", "private, loopback and link-local addresses are not allowed")
     return cleaned
