@@ -582,6 +582,9 @@ def summary(driver: str, path: str, rounds: list[dict[str, Any]]) -> dict[str, A
     def median(key: str) -> float:
         return round(float(statistics.median(r[key] for r in rounds)), 2)
 
+    def each(key: str) -> str:
+        return ", ".join(str(r[key]) for r in rounds)
+
     keys = ("direct_images_per_s", "pipeline_images_per_s", "celery_images_per_s", "ratio_vs_direct",
             "ratio_vs_celery", "render_core_ms_per_image", "pipeline_overhead_core_ms_per_image",
             "celery_overhead_core_ms_per_image", "retaining_direct_images_per_s",
@@ -592,16 +595,16 @@ def summary(driver: str, path: str, rounds: list[dict[str, Any]]) -> dict[str, A
     lines = [
         f"[{driver}] {path}, median of {len(rounds)} rounds: {medians['pipeline_images_per_s']} images/s; "
         f"{medians['ratio_vs_direct']}× the one-core direct loop (rounds "
-        f"{', '.join(str(r['ratio_vs_direct']) for r in rounds)}; goal ≥ 1.5×), "
+        f"{each('ratio_vs_direct')}; goal ≥ 1.5×), "
         f"{medians['ratio_vs_celery']}× the Celery peer (rounds "
-        f"{', '.join(str(r['ratio_vs_celery']) for r in rounds)}; goal ≥ 1.0×); overhead "
+        f"{each('ratio_vs_celery')}; goal ≥ 1.0×); overhead "
         f"{medians['pipeline_overhead_core_ms_per_image']} core-ms per image against the peer's "
         f"{medians['celery_overhead_core_ms_per_image']}",
         f"[{driver}] against baselines that keep freed memory as the render workers do, median of "
         f"{len(rounds)} rounds: {medians['ratio_vs_retaining_direct']}× the direct loop in a render worker "
-        f"(rounds {', '.join(str(r['ratio_vs_retaining_direct']) for r in rounds)}), "
+        f"(rounds {each('ratio_vs_retaining_direct')}), "
         f"{medians['ratio_vs_retaining_celery']}× the Celery peer keeping freed memory (rounds "
-        f"{', '.join(str(r['ratio_vs_retaining_celery']) for r in rounds)})",
+        f"{each('ratio_vs_retaining_celery')})",
     ]
     print("\n".join(lines), flush=True)
     # CPU split and latency: those of the round with the median ratio to the direct loop.
