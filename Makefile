@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e shared -e services/images-api -e services/generator -e services/publisher -e services/sync
 
-.PHONY: setup system-deps run test test-quick lint typecheck format bench clean
+.PHONY: setup system-deps run test test-quick lint typecheck format bench secrets clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || { rm -rf $(VENV); echo "could not create $(VENV): on Debian, apt-get install python3-venv"; exit 1; }
@@ -43,6 +43,9 @@ format: setup
 
 bench: setup system-deps ## run the benchmarks (ratios against named baselines in the same run)
 	$(BIN)/python -m bench $(ARGS)
+
+secrets: ## print new WI_SECRETS_KEY and WI_JWT_SECRET lines, e.g. `make -s secrets > .env` for docker compose
+	@$(PY) -c 'import base64, os, secrets; print(f"WI_SECRETS_KEY={base64.urlsafe_b64encode(os.urandom(32)).decode()}\nWI_JWT_SECRET={secrets.token_urlsafe(48)}")'
 
 clean: ## delete local state: var/ (blobs, logs, private Postgres), caches, and the database `make run` made on 127.0.0.1:5432
 	if [ -x $(BIN)/python ]; then $(BIN)/python -m writer_images.devstack --drop-database; fi

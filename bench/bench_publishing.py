@@ -43,7 +43,7 @@ from writer_images.infra.ports import free_port
 from writer_images.infra.postgres import postgres_server, throwaway_database
 from writer_images.kafka import ensure_topics
 from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 from writer_images.testing.kafka_tools import collect
 from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
@@ -129,7 +129,7 @@ async def _script(site: WordPressSite, images: list[list[bytes]], concurrency: i
 async def _publisher(
     site: WordPressSite, images: list[list[bytes]], bootstrap: str, dsn: str, blob_dir: Path
 ) -> float:
-    settings = ServiceSettings()
+    settings = SiteSecretsSettings()
     store = FilesystemBlobStore(blob_dir)
     # Ids from the OS: two runs sharing a database never draw the same site (as in the tests' harnesses).
     site_id, account_id, run = 10**6 + secrets.randbelow(10**9 - 10**6), 1, uuid.uuid4().hex[:8]

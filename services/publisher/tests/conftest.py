@@ -32,7 +32,7 @@ from writer_images.events import make_event, utcnow
 from writer_images.infra.ports import free_port
 from writer_images.infra.postgres import create_database, drop_database
 from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 from writer_images.testing.kafka_tools import collect
 from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
@@ -40,7 +40,7 @@ from writer_images.testing.wordpress import WordPressSite
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "sync" / "wordpress-plugin" / "writer-images-bridge"
 ACCOUNT_ID = 7
-SECRETS_KEY = ServiceSettings().secrets_key
+SECRETS_KEY = SiteSecretsSettings().secrets_key
 
 
 def jpeg(seed: int, size: int = 256, *, noisy: bool = False) -> bytes:

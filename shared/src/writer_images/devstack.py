@@ -5,6 +5,9 @@ else a private PostgreSQL cluster under `var/pgdata`, creates the topics, starts
 exists as a supervised subprocess, seeds the demo account once, and prints the URLs. Ctrl-C (or
 SIGTERM) stops every child process group; nothing is left behind.
 
+Secrets: `WI_SECRETS_KEY` and `WI_JWT_SECRET` from the environment, else made once and kept in
+`var/secrets.env` (mode 0600), so that tokens and sealed site credentials outlive a restart.
+
 `--drop-database` (what `make clean` runs) drops the database it made on the shared server: the blobs
 live in var/, so a database that outlives them points at images that are gone.
 """
@@ -35,6 +38,7 @@ from writer_images.infra.postgres import (
     server_reachable,
 )
 from writer_images.kafka import ensure_topics
+from writer_images.settings import development_secrets
 
 DATABASE = "writer_images"  # on the shared server; a private cluster lives (and dies) in var/pgdata
 SHARED_SERVER = DEFAULT_SERVER  # what postgres_server() tries first
@@ -67,6 +71,15 @@ SERVICES = (
     ServiceSpec("publisher", "publisher", 8002),
     ServiceSpec("sync", "sync", 8003),
 )
+
+
+def local_secrets(path: Path) -> dict[str, str]:
+    """The secrets the environment does not set, from `path`; made and written there (0600) on first use."""
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text("".join(f"{name}={value}\n" for name, value in development_secrets().items()))
+    kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name: value for name, value in kept.items() if not os.environ.get(name)}
 
 
 def _runnable(spec: ServiceSpec) -> bool:
@@ -195,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                 "WI_KAFKA_FETCH_MAX_WAIT_MS": "20",
                 "WI_PUBLIC_BASE_URL": "http://127.0.0.1:8000",
                 "WI_LOG_JSON": "true",
+                **local_secrets(var / "secrets.env"),
             }
         )
         specs = [s for s in SERVICES if _runnable(s)]

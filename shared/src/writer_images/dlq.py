@@ -27,7 +27,7 @@ from writer_images.events import (
     utcnow,
 )
 from writer_images.kafka import kafka_producer
-from writer_images.settings import ServiceSettings
+from writer_images.settings import ServiceSettings, load_settings
 from writer_images.topics import dlq_topic
 
 
@@ -161,7 +161,7 @@ async def publish(bootstrap: str, events: Sequence[OutgoingEvent], *, client_id:
 
 
 def dlq_cli(
-    settings_factory: Callable[[], ServiceSettings],
+    settings_type: type[ServiceSettings],
     topics: Sequence[str],
     refreshers: dict[str, Refresh] | None = None,
 ) -> typer.Typer:
@@ -174,7 +174,7 @@ def dlq_cli(
     @app.command("list")
     def list_letters(topic: str = topic_option) -> None:
         """Show each dead letter: offset, attempts, reason, event type and id."""
-        letters = asyncio.run(read_dead_letters(settings_factory().kafka_bootstrap, topic))
+        letters = asyncio.run(read_dead_letters(load_settings(settings_type).kafka_bootstrap, topic))
         for letter in letters:
             env = letter.envelope
             what = f"{env.type} {env.event_id}" if env else "(not an envelope)"
@@ -184,7 +184,7 @@ def dlq_cli(
     @app.command("replay")
     def replay(topic: str = topic_option, offset: list[int] | None = offsets_option) -> None:
         """Publish the dead letters' events again (new event ids) to their topic."""
-        settings = settings_factory()
+        settings = load_settings(settings_type)
         letters = asyncio.run(read_dead_letters(settings.kafka_bootstrap, topic))
         chosen = [x for x in letters if not offset or x.offset in offset]
         refresh = (refreshers or {}).get(topic)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import Field
+from cryptography.fernet import Fernet
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,8 +36,6 @@ class ServiceSettings(BaseSettings):
     # leave as one batch (Kafka's linger.ms, one level up); 0 relays at once.
     outbox_linger_s: float = 0.0
     blob_dir: Path = Path("var/blobs")
-    # Fernet key shared by the services that read site secrets (images-api writes, publisher/sync read).
-    secrets_key: str = "b2XHj9u4m0sBSnw2tYQ8k0pQ5r1Wm9kq8v1mN3cZ7aE="
     log_level: str = "INFO"
     log_json: bool = True
     http_host: str = "127.0.0.1"
@@ -48,6 +50,40 @@ class ServiceSettings(BaseSettings):
     inbox_retention_s: int = Field(default=14 * 24 * 3600, ge=24 * 3600)
 
 
+class SiteSecretsSettings(ServiceSettings):
+    """Settings of a service that seals or opens site credentials (images-api seals; publisher and sync open).
+
+    The key has no default: a published one would let anyone who reads this repository open every stored
+    application password. `development_secrets()` makes one for local runs and tests."""
+
+    secrets_key: str = Field(
+        description="Fernet key (32 url-safe base64-encoded bytes), the same in every service that has it"
+    )
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _a_fernet_key(cls, key: str) -> str:
+        try:
+            Fernet(key.encode())
+        except ValueError:
+            raise ValueError(
+                "not a Fernet key: 32 url-safe base64-encoded bytes, e.g. from `openssl rand -base64 32 | tr '+/' '-_'`"
+            ) from None
+        return key
+
+
+def development_secrets() -> dict[str, str]:
+    """New random values for the settings that have no default (`WI_SECRETS_KEY`, `WI_JWT_SECRET`), for a
+    local stack, a test session or a benchmark; production sets its own."""
+    return {"WI_SECRETS_KEY": Fernet.generate_key().decode(), "WI_JWT_SECRET": secrets.token_urlsafe(48)}
+
+
+def use_development_secrets() -> None:
+    """Give this process (and the services it starts) development secrets where none are set."""
+    for name, value in development_secrets().items():
+        os.environ.setdefault(name, value)
+
+
 class JobSettings(ServiceSettings):
     """Settings of a service that runs durable jobs (`writer_images.jobs`)."""
 
@@ -59,3 +95,21 @@ class JobSettings(ServiceSettings):
     job_backoff_max_s: float = 60.0
     # How long a finished job's row stays for operators to read (`jobs.FinishedJobsPruner`).
     job_retention_s: int = Field(default=14 * 24 * 3600, ge=3600)
+
+
+Settings = TypeVar("Settings", bound=ServiceSettings)
+
+
+def load_settings(settings_type: type[Settings]) -> Settings:
+    """A service's settings from its environment, or an exit that names each variable to fix (a command
+    line's way; a traceback of pydantic's internals told an operator less)."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        problems = "\n".join(
+            f"  WI_{str(problem['loc'][0]).upper()}: {problem['msg']}" for problem in error.errors()
+        )
+        raise SystemExit(
+            f"{settings_type.__name__}: these settings are missing or not valid\n{problems}\n"
+            "(set them in the environment or in .env; `make -s secrets` prints new secrets)"
+        ) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -168,3 +169,24 @@ def test_make_clean_calls_the_database_drop() -> None:
     root = Path(__file__).resolve().parents[3]
     dry_run = subprocess.run(["make", "-n", "clean"], cwd=root, capture_output=True, text=True, check=True)
     assert "writer_images.devstack --drop-database" in dry_run.stdout
+
+
+def test_make_run_makes_its_secrets_once_keeps_them_private_and_reuses_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WI_SECRETS_KEY")
+    monkeypatch.delenv("WI_JWT_SECRET")
+    path = tmp_path / "secrets.env"
+    first = devstack.local_secrets(path)
+    assert first.keys() == {"WI_SECRETS_KEY", "WI_JWT_SECRET"}
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Another run: the same secrets, so the tokens it issued and the site credentials it sealed still work.
+    assert devstack.local_secrets(path) == first
+
+
+def test_make_run_uses_the_secrets_the_environment_sets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WI_JWT_SECRET", "an operator's own secret, 32 bytes or more")
+    monkeypatch.delenv("WI_SECRETS_KEY")
+    assert devstack.local_secrets(tmp_path / "secrets.env").keys() == {"WI_SECRETS_KEY"}

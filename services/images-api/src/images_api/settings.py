@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 
 # The generator's providers and models (generator.adapters.providers.SUPPORTED_MODELS), copied on
 # purpose: services never import each other, and an unknown value must be refused at the API.
@@ -22,7 +22,7 @@ MODEL_SIZES: dict[str, tuple[int, int]] = {
 RENDITION_WIDTHS = {"desktop": 1280, "mobile": 640}
 
 
-class ImagesApiSettings(ServiceSettings):
+class ImagesApiSettings(SiteSecretsSettings):
     service_name: str = "images-api"
     local_image_size: str = Field(
         default="x".join(str(side) for side in MODEL_SIZES["local-v1"]),
@@ -33,7 +33,8 @@ class ImagesApiSettings(ServiceSettings):
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="Base of absolute URLs handed to browsers (image_url)"
     )
-    jwt_secret: str = Field(default="dev-only-jwt-secret-change-me-0123456789abcdef", min_length=32)
+    # No default: a published one would let anyone sign tokens for any account (`development_secrets()`).
+    jwt_secret: str = Field(min_length=32, description="HMAC key of access tokens and media URLs")
     access_token_ttl_s: int = 15 * 60
     refresh_token_ttl_s: int = 30 * 24 * 3600
     media_url_ttl_s: int = 15 * 60

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from writer_images.retry import RetryPolicy
-from writer_images.settings import JobSettings
+from writer_images.settings import JobSettings, SiteSecretsSettings
 
 SCHEMA = "publisher"
 
 
-class PublisherSettings(JobSettings):
+class PublisherSettings(JobSettings, SiteSecretsSettings):
     service_name: str = "publisher"
     http_port: int = 8002
     # One group for every publisher instance (docs/architecture.md); tests give each publisher under test its own.

@@ -17,7 +17,7 @@ from writer_images.blobstore import FilesystemBlobStore
 from writer_images.events import ContentPublishRequested, Envelope, SiteChanged, make_event
 from writer_images.outbox import Outbox
 from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 from writer_images.testing.wordpress import WordPressSite
 
 ACCOUNT_ID = 7
@@ -28,7 +28,7 @@ async def in_process_publishing(
     pool: asyncpg.Pool, site: WordPressSite, clients: WordPressClients, blob_dir: Path
 ) -> Publishing:
     """What the publisher's jobs need, with `site` known as site SITE_ID (its editor's application password)."""
-    box = SecretBox(ServiceSettings().secrets_key)
+    box = SecretBox(SiteSecretsSettings().secrets_key)
     async with pool.acquire() as conn:
         await repo.upsert_site(
             conn,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 
 
-class SyncSettings(ServiceSettings):
+class SyncSettings(SiteSecretsSettings):
     service_name: str = "sync"
     http_port: int = 8003
     consumer_group: str = "sync"

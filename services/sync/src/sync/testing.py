@@ -22,12 +22,12 @@ from sync.domain.signature import sign
 from writer_images import topics
 from writer_images.events import ContentPublished, SiteChanged, make_event
 from writer_images.secrets import SecretBox
-from writer_images.settings import ServiceSettings
+from writer_images.settings import SiteSecretsSettings
 from writer_images.testing.kafka_tools import collect, send_events
 from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
 
-SECRETS_KEY = ServiceSettings().secrets_key
+SECRETS_KEY = SiteSecretsSettings().secrets_key
 OPERATOR_TOKEN = "operator-token-for-tests"  # noqa: S105  (tests only)
 # The bridge plugin folder, for `wordpress_factory.start(bridge_plugin=PLUGIN_DIR, ...)`.
 PLUGIN_DIR = Path(__file__).resolve().parents[2] / "wordpress-plugin" / "writer-images-bridge"

@@ -16,8 +16,12 @@ import pytest
 from writer_images.infra.broker import TansuBroker
 from writer_images.infra.postgres import create_database, drop_database, postgres_server
 from writer_images.kafka import ensure_topics
+from writer_images.settings import use_development_secrets
 
 TEST_PARTITIONS = 3
+
+# Services and their settings have no default secrets; the session's own reach every service it starts.
+use_development_secrets()
 
 
 @pytest.fixture(scope="session")

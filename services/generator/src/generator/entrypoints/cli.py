@@ -9,6 +9,7 @@ import typer
 from generator.settings import GeneratorSettings
 from writer_images.dlq import dlq_cli
 from writer_images.events import ImageGenerationRequested, Payload, utcnow
+from writer_images.settings import load_settings
 from writer_images.topics import IMAGE_GENERATION_REQUESTED
 
 cli = typer.Typer(help="Writer Images generator: image generation from `image.generation.requested` events.")
@@ -17,7 +18,7 @@ cli = typer.Typer(help="Writer Images generator: image generation from `image.ge
 def _fresh_deadline(payload: Payload) -> Payload:
     """A replayed request gets a new deadline: the old one has usually passed by the time it is replayed."""
     assert isinstance(payload, ImageGenerationRequested)
-    window = timedelta(seconds=GeneratorSettings().replay_deadline_s)
+    window = timedelta(seconds=load_settings(GeneratorSettings).replay_deadline_s)
     return payload.model_copy(update={"deadline_at": utcnow() + window})
 
 
@@ -40,7 +41,7 @@ def serve() -> None:
     from generator.entrypoints.app import create_app
     from writer_images.runtime import serve as serve_app
 
-    settings = GeneratorSettings()
+    settings = load_settings(GeneratorSettings)
     serve_app(create_app(settings), settings)
 
 

@@ -16,6 +16,7 @@ from writer_images.dlq import dlq_cli
 from writer_images.events import contract_for
 from writer_images.outbox import Outbox
 from writer_images.secrets import SecretBox
+from writer_images.settings import load_settings
 
 app = typer.Typer(help="images-api: the Writer Images HTTP API", no_args_is_help=False)
 app.add_typer(dlq_cli(ImagesApiSettings, [contract_for(t, 1).topic for t in HANDLERS]), name="dlq")
@@ -31,7 +32,7 @@ def default(ctx: typer.Context) -> None:
 @app.command()
 def serve() -> None:
     """Serve the API (settings from WI_* environment variables)."""
-    settings = ImagesApiSettings()
+    settings = load_settings(ImagesApiSettings)
     runtime.serve(create_app(settings), settings)
 
 
@@ -51,7 +52,7 @@ def create_user(
     from images_api.service.auth import create_user as create
 
     async def run() -> int:
-        pool = await _with_pool(ImagesApiSettings())
+        pool = await _with_pool(load_settings(ImagesApiSettings))
         try:
             async with pool.acquire() as conn, conn.transaction():
                 return await create(conn, account, email, password, role)  # type: ignore[arg-type]
@@ -70,7 +71,7 @@ def seed_demo() -> None:
     from images_api.service.demo import seed_demo as seed
 
     async def run() -> str:
-        settings = ImagesApiSettings()
+        settings = load_settings(ImagesApiSettings)
         pool = await _with_pool(settings)
         try:
             result = await seed(

@@ -15,6 +15,7 @@ from writer_images import db, topics
 from writer_images.dlq import dlq_cli
 from writer_images.runtime import serve as serve_app
 from writer_images.secrets import SecretBox
+from writer_images.settings import load_settings
 
 app = typer.Typer(help="Writer Images publisher: publishes content to WordPress.", no_args_is_help=False)
 app.add_typer(dlq_cli(PublisherSettings, [topics.CONTENT_PUBLISH_REQUESTED, topics.SITE_CHANGED]), name="dlq")
@@ -29,7 +30,7 @@ def default(ctx: typer.Context) -> None:
 @app.command()
 def serve() -> None:
     """Consume publish requests and publish to WordPress (ops routes on WI_HTTP_PORT, default 8002)."""
-    settings = PublisherSettings()
+    settings = load_settings(PublisherSettings)
     serve_app(create_app(settings), settings)
 
 
@@ -41,7 +42,7 @@ def check_site(
     password: str = typer.Option(None, help="The application password", envvar="WI_CHECK_PASSWORD"),
 ) -> None:
     """Check a site's credentials and say precisely what is wrong (bad password, REST off, header stripped...)."""
-    settings = PublisherSettings()
+    settings = load_settings(PublisherSettings)
     result = asyncio.run(_check(settings, site_id, url, username, password))
     typer.echo(f"{'OK' if result.ok else 'FAILED'} [{result.code}] {result.message}")
     if not result.ok:

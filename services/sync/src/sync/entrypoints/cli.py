@@ -19,6 +19,7 @@ from writer_images.logging import configure_logging
 from writer_images.outbox import Outbox
 from writer_images.runtime import serve as serve_app
 from writer_images.secrets import SecretBox
+from writer_images.settings import load_settings
 
 app = typer.Typer(help="Writer Images sync: WordPress webhooks and reconciliation.", no_args_is_help=False)
 app.add_typer(dlq_cli(SyncSettings, [contract_for(t, 1).topic for t in handlers()]), name="dlq")
@@ -33,7 +34,7 @@ def main_callback(ctx: typer.Context) -> None:
 @app.command()
 def serve() -> None:
     """Serve the webhook receiver, the consumer and the reconciler (settings from WI_* variables)."""
-    settings = SyncSettings()
+    settings = load_settings(SyncSettings)
     serve_app(create_app(settings), settings)
 
 
@@ -41,7 +42,7 @@ def serve() -> None:
 def reconcile(site_id: int = typer.Option(..., "--site-id", help="The site to reconcile now")) -> None:
     """Run one reconciliation pass over a site and print its report. Events go through the outbox
     (a running sync service relays them)."""
-    settings = SyncSettings()
+    settings = load_settings(SyncSettings)
     configure_logging(settings.service_name, settings.log_level, json=settings.log_json)
     report = asyncio.run(_reconcile_once(settings, site_id))
     typer.echo(json.dumps(report))
