@@ -16,6 +16,7 @@ from structlog.testing import capture_logs
 from writer_images import jobs
 from writer_images.jobs import ExhaustedHandler, FailJob, Job, JobRunner, RetryJob, RunnerConfig
 from writer_images.retry import RetryPolicy
+from writer_images.testing.waiting import eventually
 
 
 @pytest.fixture
@@ -59,12 +60,7 @@ async def _running(
 
 
 async def _until(predicate: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not await predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not met")
-        await asyncio.sleep(0.02)
+    await eventually(predicate, what="the jobs' expected state", timeout_s=timeout_s, interval_s=0.02)
 
 
 async def _statuses(pool: asyncpg.Pool) -> dict[str, str]:

@@ -22,6 +22,7 @@ from writer_images.kafka import kafka_producer
 from writer_images.outbox import Outbox, OutboxRelay
 from writer_images.testing.kafka_tools import collect
 from writer_images.testing.processes import ServiceProcess
+from writer_images.testing.waiting import eventually
 
 
 def _site_event(correlation_id: str, site_id: int = 1, name: str = "Blog") -> events.OutgoingEvent:
@@ -344,14 +345,13 @@ async def test_relay_killed_mid_batch_loses_nothing_and_inbox_applies_each_effec
 
 
 async def _wait_until_backlog_below(pool: asyncpg.Pool, limit: int, timeout_s: float = 30.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while loop.time() < deadline:
-        async with pool.acquire() as conn:
-            if await conn.fetchval("SELECT count(*) FROM outbox") < limit:
-                return
-        await asyncio.sleep(0.005)
-    raise TimeoutError(f"outbox backlog did not drop below {limit}")
+    await eventually(
+        lambda: pool.fetchval("SELECT count(*) FROM outbox"),
+        lambda backlog: backlog < limit,
+        what=f"the outbox backlog dropping below {limit}",
+        timeout_s=timeout_s,
+        interval_s=0.005,
+    )
 
 
 async def _manual_vacuums(pool: asyncpg.Pool, schema: str) -> int:

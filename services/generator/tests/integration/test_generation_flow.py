@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from generator.bootstrap import generator_running
 from generator.domain.rules import job_key
 from writer_images.testing.fake_openai import FakeOpenAI, content_policy, hang, ok, rate_limited
+from writer_images.testing.waiting import eventually
 
 
 def _blob_exists(blob_dir: Path, key: str) -> bool:
@@ -73,10 +72,12 @@ async def test_a_finished_job_is_deleted_once_its_retention_has_passed_and_its_r
         )
 
         async with generator_running(settings):  # the pruner's first turn comes as the service starts
-            deadline = time.monotonic() + 10
-            while await conn.fetchval("SELECT count(*) FROM jobs WHERE dedupe_key = $1", key):
-                assert time.monotonic() < deadline, "the finished job was not pruned"
-                await asyncio.sleep(0.05)
+            await eventually(
+                lambda: conn.fetchval("SELECT count(*) FROM jobs WHERE dedupe_key = $1", key),
+                lambda left: left == 0,
+                what="the finished job's prune",
+                timeout_s=10,
+            )
 
         assert await conn.fetchval("SELECT count(*) FROM results WHERE image_id = 300") == 1
     finally:

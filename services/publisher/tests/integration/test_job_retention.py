@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 
 from publisher.settings import SCHEMA
+from writer_images.testing.waiting import eventually
 
 
 async def test_the_publisher_deletes_finished_jobs_once_their_retention_has_passed(
@@ -35,14 +34,13 @@ async def test_the_publisher_deletes_finished_jobs_once_their_retention_has_pass
         # Only these four rows are read: a new consumer group reads the session's earlier publish requests from
         # the shared broker and may add jobs of its own meanwhile (a CI run failed on an exact table).
         ours = ["old-done", "old-failed", "recent-done", "waiting"]
-        deadline = time.monotonic() + 10
-        while (
-            kept := {
-                r["dedupe_key"]
-                for r in await conn.fetch("SELECT dedupe_key FROM jobs WHERE dedupe_key = ANY($1)", ours)
-            }
-        ) != {"recent-done", "waiting"}:
-            assert time.monotonic() < deadline, f"jobs left: {sorted(kept)}"
-            await asyncio.sleep(0.05)
+
+        async def kept() -> set[str]:
+            rows = await conn.fetch("SELECT dedupe_key FROM jobs WHERE dedupe_key = ANY($1)", ours)
+            return {row["dedupe_key"] for row in rows}
+
+        await eventually(
+            kept, lambda left: left == {"recent-done", "waiting"}, what="the prune", timeout_s=10
+        )
     finally:
         await conn.close()

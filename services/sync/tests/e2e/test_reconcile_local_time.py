@@ -4,8 +4,6 @@ carry an earlier local time than one the reconciler has already seen."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from sync.adapters.wordpress import WordPressClient
 from sync.testing import OPERATOR_TOKEN, SyncService, new_site_id, publish_site, wait_for_site
+from writer_images.testing.waiting import eventually
 from writer_images.testing.wordpress import MariaDBServer, WordPressSite
 from writer_images.testing.wordpress_fixtures import WordPressFactory
 
@@ -46,11 +45,10 @@ def set_modified(site: WordPressSite, post_id: int | None, local: str, gmt: str)
 
 
 async def wait_for_first_pass(conn: asyncpg.Connection, site_id: int) -> None:
-    deadline = time.monotonic() + 30
     query = "SELECT last_success_at IS NOT NULL FROM reconcile_state WHERE site_id = $1"
-    while not await conn.fetchval(query, site_id):
-        assert time.monotonic() < deadline, f"the first reconciliation pass of site {site_id} never succeeded"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: conn.fetchval(query, site_id), what=f"the first reconciliation pass of site {site_id}"
+    )
 
 
 async def reconcile(sync_service: SyncService, site_id: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ was down."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from sync.testing import (
 from writer_images import topics
 from writer_images.infra.ports import free_port
 from writer_images.testing.kafka_tools import collect
+from writer_images.testing.waiting import eventually
 from writer_images.testing.wordpress import WordPressSite
 from writer_images.testing.wordpress_fixtures import WordPressFactory
 
@@ -95,13 +95,10 @@ async def linked(
 
 
 async def wait_for_first_pass(conn: asyncpg.Connection, site_id: int) -> None:
-    deadline = time.monotonic() + 30
     query = "SELECT last_success_at IS NOT NULL FROM reconcile_state WHERE site_id = $1"
-    while time.monotonic() < deadline:
-        if await conn.fetchval(query, site_id):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the first reconciliation pass of site {site_id} never succeeded")
+    await eventually(
+        lambda: conn.fetchval(query, site_id), what=f"the first reconciliation pass of site {site_id}"
+    )
 
 
 @pytest.fixture
@@ -296,14 +293,13 @@ async def test_changes_made_while_sync_is_down_are_caught_up_by_the_reconciler_a
 
 
 async def wait_until_ours(conn: asyncpg.Connection, site_id: int, post_id: int) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if await conn.fetchval(
+    await eventually(
+        lambda: conn.fetchval(
             "SELECT ours FROM known_posts WHERE site_id = $1 AND post_id = $2", site_id, post_id
-        ):
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("content.published never marked the post as ours")
+        ),
+        what="content.published marking the post as ours",
+        timeout_s=20,
+    )
 
 
 async def test_a_wrong_application_password_backs_off_with_an_actionable_reason(
@@ -321,21 +317,19 @@ async def test_a_wrong_application_password_backs_off_with_an_actionable_reason(
     )
     conn = await asyncpg.connect(database_url, server_settings={"search_path": "sync"})
     try:
-        deadline = time.monotonic() + 20
-        state = None
-        while time.monotonic() < deadline:
-            state = await conn.fetchrow(
+        state = await eventually(
+            lambda: conn.fetchrow(
                 "SELECT failures, last_error, next_attempt_at > now() AS later FROM reconcile_state "
                 "WHERE site_id = $1 AND failures > 0",
                 site_id,
-            )
-            if state is not None:
-                break
-            await asyncio.sleep(0.05)
+            ),
+            lambda row: row is not None,
+            what="the failed pass's record",
+            timeout_s=20,
+        )
     finally:
         await conn.close()
 
-    assert state is not None, "the pass failed and was recorded"
     assert state["later"], "the next attempt waits"
     assert "application password" in state["last_error"]
     assert "not the application password" not in state["last_error"], "secrets stay out of errors"

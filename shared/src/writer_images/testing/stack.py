@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from writer_images.infra.postgres import create_database, drop_database
 from writer_images.kafka import ensure_topics
 from writer_images.testing.plugin import short_group_timeouts
 from writer_images.testing.processes import ServiceProcess
+from writer_images.testing.waiting import eventually
 
 SERVICES = {"images-api": "images_api", "generator": "generator", "publisher": "publisher", "sync": "sync"}
 DEMO_EMAIL, DEMO_PASSWORD = "owner@e2e.test", "e2e-password-123"
@@ -110,14 +110,9 @@ class Api:
         return response.json().get("data")
 
     async def eventually(self, probe: Any, *, timeout_s: float = 30.0, interval_s: float = 0.2) -> Any:
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = await probe()
-            if last:
-                return last
-            await asyncio.sleep(interval_s)
-        raise AssertionError(f"condition not met in {timeout_s}s; last value: {last!r}")
+        return await eventually(
+            probe, what=getattr(probe, "__name__", "the probe"), timeout_s=timeout_s, interval_s=interval_s
+        )
 
 
 def configure_bridge(wp_config: Path, *, webhook_url: str, secret: str, site_key: str) -> None:
