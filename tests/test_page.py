@@ -579,3 +579,27 @@ async def test_a_post_url_that_is_not_http_is_never_rendered_as_a_link(
     await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
     await expect(page.locator("#rows tr").first.locator(".badge.published")).to_have_count(1)
     await expect(page.locator("#rows a")).to_have_count(0)
+
+
+async def test_the_settings_panel_shows_the_accounts_settings_and_saves_a_change(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    url = "/v1/system/integrations/image_generation/"
+    before = (await owner_api.call("GET", url))["config"]
+    other_format = "webp" if before["image_format"] != "webp" else "png"
+    page = await _signed_in(browser, stack)
+    try:
+        await page.click("#toggle-settings")
+        form = page.locator("#settings-form")
+        await expect(form.locator("[name=model]")).to_have_value(before["model"])
+        await expect(form.locator("[name=image_format]")).to_have_value(before["image_format"])
+        await expect(form.locator("[name=max_in_article_images]")).to_have_value(
+            str(before["max_in_article_images"])
+        )
+        await form.locator("[name=image_format]").select_option(other_format)
+        await form.get_by_role("button", name="Save").click()
+        await expect(page.locator(".toast.success")).to_contain_text("Settings saved")
+        assert (await owner_api.call("GET", url))["config"] == {**before, "image_format": other_format}
+    finally:
+        await owner_api.call("PUT", url, json=before)  # the other tests' generations keep their format
+        await page.close()

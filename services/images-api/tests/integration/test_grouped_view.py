@@ -175,13 +175,36 @@ async def test_etag_gives_304_until_a_write(tenant: Tenant) -> None:
     )
     assert cached.status_code == 304
     put = await tenant.owner.put(
-        "/v1/system/integrations/image_generation/", json={**settings.json()["data"], "image_format": "png"}
+        "/v1/system/integrations/image_generation/",
+        json={**settings.json()["data"]["config"], "image_format": "png"},
     )
     assert put.status_code == 200
     fresh = await tenant.viewer.get(
         "/v1/system/integrations/image_generation/", headers={"If-None-Match": settings.headers["etag"]}
     )
-    assert fresh.status_code == 200 and fresh.json()["data"]["image_format"] == "png"
+    assert fresh.status_code == 200 and fresh.json()["data"]["config"]["image_format"] == "png"
+
+
+async def test_the_image_generation_settings_have_the_seed_shape(tenant: Tenant) -> None:
+    """The seed answers `{success, config: {...}}`; in the envelope that is `data: {config: {...}}`, for the
+    settings read and for what a write returns."""
+    read = (await tenant.viewer.get("/v1/system/integrations/image_generation/")).json()
+    assert read["success"] is True
+    assert list(read["data"]) == ["config"]
+    seed_fields = {
+        "provider",
+        "model",
+        "image_type",
+        "max_in_article_images",
+        "image_format",
+        "desktop_enabled",
+        "mobile_enabled",
+    }
+    assert seed_fields <= set(read["data"]["config"])
+    written = await tenant.owner.put(
+        "/v1/system/integrations/image_generation/", json={**read["data"]["config"], "mobile_enabled": False}
+    )
+    assert written.json()["data"] == {"config": {**read["data"]["config"], "mobile_enabled": False}}
 
 
 async def test_invalid_filters_are_422_per_field(tenant: Tenant) -> None:

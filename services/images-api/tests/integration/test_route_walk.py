@@ -480,13 +480,13 @@ async def test_lists_never_show_another_tenants_rows_through_any_filter(
         ids = {p["publication_id"] for p in queue["results"]}
         assert theirs.publication_id not in ids and mine.publication_id in ids, params
 
-    settings = (await intruder.get("/v1/system/integrations/image_generation/")).json()["data"]
+    settings = (await intruder.get("/v1/system/integrations/image_generation/")).json()["data"]["config"]
     assert settings["max_in_article_images"] == 1  # the intruder's own setting (build_world), not shared
     await tenant.owner.put(
         "/v1/system/integrations/image_generation/",
         json={"provider": "local", "model": "local-v1", "max_in_article_images": 2},
     )
-    settings = (await intruder.get("/v1/system/integrations/image_generation/")).json()["data"]
+    settings = (await intruder.get("/v1/system/integrations/image_generation/")).json()["data"]["config"]
     assert settings["max_in_article_images"] == 1
 
 

@@ -399,7 +399,7 @@ function fillModels(provider, selected) {
 }
 
 async function loadSettings() {
-  state.settings = await fetchAPI("/v1/system/integrations/image_generation/");
+  state.settings = (await fetchAPI("/v1/system/integrations/image_generation/")).config;
   const form = $("#settings-form");
   for (const [k, v] of Object.entries(state.settings)) {
     if (!form[k]) continue;
@@ -415,7 +415,7 @@ async function saveSettings(event) {
     max_in_article_images: Number(form.max_in_article_images.value), image_format: form.image_format.value,
     desktop_enabled: form.desktop_enabled.checked, mobile_enabled: form.mobile_enabled.checked };
   try {
-    state.settings = await fetchAPI("/v1/system/integrations/image_generation/", { method: "PUT", body });
+    state.settings = (await fetchAPI("/v1/system/integrations/image_generation/", { method: "PUT", body })).config;
     $("#settings-error").textContent = ""; toast("Settings saved", "success"); renderRows();
   } catch (err) {
     $("#settings-error").textContent = err.errors ? Object.entries(err.errors).map(([k, v]) => `${k}: ${v.join(", ")}`).join("; ") : err.message;

@@ -173,23 +173,25 @@ async def delete_sector(sector_id: IdPath, who: Owner, conn: Conn) -> Ok[Any]:
 @router.get(
     "/v1/system/integrations/image_generation/",
     tags=["settings"],
-    response_model=Ok[image_settings.ImageGenerationSettings],
+    response_model=Ok[s.ImageGenerationConfig],
     responses={304: {"description": "Not modified (If-None-Match)"}},
 )
 async def get_image_settings(request: Request, who: Reader, conn: Conn) -> Response:
+    """The seed's shape: `data: {config: {...}}`."""
     settings = await image_settings.load(conn, who.account_id)
-    return conditional_json(request, settings.model_dump())
+    return conditional_json(request, {"config": settings.model_dump()})
 
 
 @router.put(
     "/v1/system/integrations/image_generation/",
     tags=["settings"],
-    response_model=Ok[image_settings.ImageGenerationSettings],
+    response_model=Ok[s.ImageGenerationConfig],
 )
 async def put_image_settings(body: image_settings.ImageGenerationSettings, who: Owner, conn: Conn) -> Ok[Any]:
-    """Unknown provider, model (for that provider) or format → 422 with field errors."""
+    """The body is the config itself; the answer is what a read gives. Unknown provider, model (for that
+    provider) or format → 422 with field errors."""
     await image_settings.save(conn, who.account_id, body)
-    return ok(body.model_dump())
+    return ok({"config": body.model_dump()})
 
 
 # --- the seed's endpoints -----------------------------------------------------------------------

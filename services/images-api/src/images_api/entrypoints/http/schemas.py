@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from images_api.service.image_settings import ImageGenerationSettings
 from writer_images.validation import NulFreeModel
 
 Role = Literal["owner", "editor", "viewer"]
@@ -282,6 +283,12 @@ class ContentImagesPage(BaseModel):
     next_cursor: str | None = Field(description="Opaque keyset cursor for the next page, null on the last")
     page: int | None
     page_size: int
+
+
+class ImageGenerationConfig(BaseModel):
+    """The image generation settings as the seed answers them (`{success, config}`), in the envelope's data."""
+
+    config: ImageGenerationSettings
 
 
 class GenerateIn(Input):
