@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # System packages the project needs beyond Python: PHP + WordPress for the real-WordPress tests,
 # Chromium for the page's browser tests.
-# Idempotent and quick when everything is already there. PostgreSQL and MariaDB servers are
-# expected to be running already on CI machines; the local run falls back to a private Postgres.
+# Idempotent and quick when everything is already there. PostgreSQL and MariaDB servers run already on CI
+# machines; where none runs, the tests start private ones (a Postgres cluster, a MariaDB server) from the
+# installed binaries, and the local run a private Postgres.
 set -euo pipefail
 
 need=()
@@ -17,6 +18,8 @@ php -m 2>/dev/null | grep -qi '^curl$' || need+=(php-curl)
 php -m 2>/dev/null | grep -qi '^dom$' || need+=(php-xml)
 php -m 2>/dev/null | grep -qi '^mbstring$' || need+=(php-mbstring)
 command -v mariadb >/dev/null 2>&1 || command -v mysql >/dev/null 2>&1 || need+=(mariadb-client)
+# The server's binaries, for the tests' private MariaDB where the machine runs none (not started here).
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 [ -x /usr/bin/chromium ] || need+=(chromium)  # the page's browser tests (Playwright drives Debian's Chromium)
 
 if [ ${#need[@]} -gt 0 ]; then

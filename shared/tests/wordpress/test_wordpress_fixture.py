@@ -14,6 +14,7 @@ from writer_images.testing import wordpress
 from writer_images.testing.wordpress import (
     MariaDBServer,
     WordPressSite,
+    private_mariadb,
     start_wordpress_site,
     wordpress_available,
 )
@@ -90,20 +91,31 @@ def test_media_upload_without_content_disposition_is_refused(wordpress_site: Wor
     assert refused.json()["code"] == "rest_upload_no_content_disposition"
 
 
-def test_leaving_the_context_stops_the_server_and_drops_the_database(tmp_path: Path) -> None:
-    with start_wordpress_site(tmp_path) as site:
+def test_leaving_the_context_stops_the_server_and_drops_the_database(
+    tmp_path: Path, mariadb: MariaDBServer
+) -> None:
+    with start_wordpress_site(tmp_path, mariadb=mariadb) as site:
         assert httpx.get(f"{site.rest_url}/").status_code == 200
-        assert MariaDBServer().database_exists(site.db_name)
+        assert mariadb.database_exists(site.db_name)
         port = int(site.base_url.rsplit(":", 1)[1])
 
-    assert not MariaDBServer().database_exists(site.db_name)
+    assert not mariadb.database_exists(site.db_name)
     assert not site.root_dir.exists()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
 
 
-def test_wordpress_is_available_on_this_machine() -> None:
-    wordpress_available()
+def test_wordpress_is_available_on_this_machine(mariadb: MariaDBServer) -> None:
+    wordpress_available(mariadb)
+
+
+def test_a_machine_without_a_mariadb_server_gets_a_private_one_that_serves_wordpress(tmp_path: Path) -> None:
+    with private_mariadb(tmp_path / "mariadb") as server:
+        assert server.port != MariaDBServer().port
+        with start_wordpress_site(tmp_path / "site", mariadb=server) as site:
+            assert httpx.get(f"{site.rest_url}/").status_code == 200
+            assert server.database_exists(site.db_name)
+    assert not server.answers(), "the private server stops with its context"
 
 
 def test_missing_wordpress_files_fail_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

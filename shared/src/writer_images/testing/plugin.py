@@ -83,6 +83,6 @@ def short_group_timeouts() -> dict[str, str]:
 
 
 # Real WordPress sites (PHP + MariaDB), started on demand and torn down at session end.
-from writer_images.testing.wordpress_fixtures import wordpress_factory, wordpress_site  # noqa: E402
+from writer_images.testing.wordpress_fixtures import mariadb, wordpress_factory, wordpress_site  # noqa: E402
 
-__all__ = ["wordpress_factory", "wordpress_site"]
+__all__ = ["mariadb", "wordpress_factory", "wordpress_site"]

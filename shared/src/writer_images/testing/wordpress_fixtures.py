@@ -13,14 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from writer_images.testing.wordpress import WordPressSite, start_wordpress_site
+from writer_images.testing.wordpress import (
+    MariaDBServer,
+    WordPressSite,
+    private_mariadb,
+    start_wordpress_site,
+)
 
 
 class WordPressFactory:
     """Starts WordPress sites on demand; each runs until `stop(site)` or `close()`."""
 
-    def __init__(self, base_dir: Path) -> None:
+    def __init__(self, base_dir: Path, mariadb: MariaDBServer) -> None:
         self._base_dir = base_dir
+        self._mariadb = mariadb
         self._running: dict[str, contextlib.ExitStack] = {}
 
     def start(
@@ -40,6 +46,7 @@ class WordPressFactory:
                 webhook_url=webhook_url,
                 bridge_secret=bridge_secret,
                 site_key=site_key,
+                mariadb=self._mariadb,
             )
         )
         self._running[site.db_name] = stack
@@ -59,8 +66,22 @@ class WordPressFactory:
 
 
 @pytest.fixture(scope="session")
-def wordpress_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WordPressFactory]:
-    factory = WordPressFactory(tmp_path_factory.mktemp("wordpress"))
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDBServer]:
+    """The machine's MariaDB on 127.0.0.1:3306 when it answers, else a private server for the session (as
+    Postgres falls back to a private cluster): a machine without one still runs every WordPress test."""
+    machine = MariaDBServer()
+    if machine.answers():
+        yield machine
+        return
+    with private_mariadb(tmp_path_factory.mktemp("mariadb")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def wordpress_factory(
+    tmp_path_factory: pytest.TempPathFactory, mariadb: MariaDBServer
+) -> Iterator[WordPressFactory]:
+    factory = WordPressFactory(tmp_path_factory.mktemp("wordpress"), mariadb)
     try:
         yield factory
     finally:
