@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from writer_images.testing.stack import Api, Stack, use_local_provider
+from writer_images.testing.stack import SERVICES, Api, Stack, use_local_provider
 
 ARTICLE = (
     "<p>Intro</p><h2>Where to stay</h2><p>…</p><h2>What to eat</h2><p>…</p><h2>Getting around</h2><p>…</p>"
@@ -82,6 +82,35 @@ async def test_generate_four_images_shows_live_progress_and_serves_the_results(
     assert len(logs["results"]) == 4
     assert {row["provider"] for row in logs["results"]} == {"local"}
     assert all(row["success"] and row["latency_ms"] >= 0 for row in logs["results"])
+
+
+async def test_every_line_the_services_log_is_a_json_object_naming_its_service(
+    stack: Stack, owner_api: Api
+) -> None:
+    """Our lines and the libraries' alike: a log pipeline reads one JSON object a line (FastStream wrote a
+    coloured plain-text line as each consumer batch came and went)."""
+    group = await _create_content(owner_api, f"Logged {uuid.uuid4().hex[:6]}")
+    started = await owner_api.call(
+        "POST",
+        "/v1/writer/images/generate_images/",
+        json={"ids": [group["featured_image"]["id"]], "content_id": group["content_id"]},
+        expect=202,
+    )
+
+    async def finished() -> Any:
+        task = await owner_api.call("GET", f"/v1/tasks/{started['task_id']}/")
+        return task["state"] != "running"
+
+    await owner_api.eventually(finished, timeout_s=60)  # batches handled by images-api and the generator
+    for service in SERVICES:
+        lines = (stack.log_dir / f"{service}.log").read_text().splitlines()
+        assert lines, f"{service} logged nothing"
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                pytest.fail(f"{service} logged a line that is not JSON: {line[:300]!r}")
+            assert record["service"] == service and record["level"] and record["event"], line
 
 
 @pytest.mark.slow

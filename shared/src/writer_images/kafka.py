@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -51,7 +53,16 @@ async def ensure_topics(bootstrap: str, partitions: int, extra: list[TopicSpec] 
 def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
     # apply_types=False: handlers take the decoded message as their one argument, with no dependency
     # injection. Resolving the handler's message annotation ran in a worker thread for every batch.
-    return KafkaBroker(bootstrap, client_id=client_id, enable_idempotence=False, apply_types=False)
+    # logger: FastStream's own logger wrote a coloured plain-text line as each batch came and went, beside our
+    # JSON lines; a stdlib logger goes through the service's one handler (`configure_logging`), which keeps
+    # FastStream's errors and warnings and leaves its per-batch notices out.
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        enable_idempotence=False,
+        apply_types=False,
+        logger=logging.getLogger("faststream"),
+    )
 
 
 def kafka_producer(bootstrap: str, *, client_id: str) -> AIOKafkaProducer:
