@@ -106,10 +106,13 @@ def load_settings(settings_type: type[Settings]) -> Settings:
     try:
         return settings_type()
     except ValidationError as error:
-        problems = "\n".join(
-            f"  WI_{str(problem['loc'][0]).upper()}: {problem['msg']}" for problem in error.errors()
-        )
+        problems = "\n".join(f"  {_variable(problem['loc'])}: {problem['msg']}" for problem in error.errors())
         raise SystemExit(
             f"{settings_type.__name__}: these settings are missing or not valid\n{problems}\n"
             "(set them in the environment or in .env; `make -s secrets` prints new secrets)"
         ) from None
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    """The environment variable a settings error is about (a check of the whole model has none)."""
+    return f"WI_{str(location[0]).upper()}" if location else "settings"
