@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from writer_images.secrets import SecretBox
 from writer_images.settings import (
+    ServiceSettings,
     SiteSecretsSettings,
     development_secrets,
     load_settings,
@@ -70,3 +71,24 @@ def test_a_command_line_exits_naming_each_variable_to_fix(
     assert "WI_SECRETS_KEY: Field required" in message
     assert "WI_DB_POOL_MAX: Input should be a valid integer" in message
     assert "make -s secrets" in message
+
+
+class _Paired(ServiceSettings):
+    """A check across two settings: its error has no single variable."""
+
+    db_pool_min: int = 1
+
+    @model_validator(mode="after")
+    def _min_below_max(self) -> _Paired:
+        if self.db_pool_min > self.db_pool_max:
+            raise ValueError("db_pool_min is above db_pool_max")
+        return self
+
+
+def test_an_error_about_the_settings_as_a_whole_is_reported_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WI_DB_POOL_MIN", "20")
+    with pytest.raises(SystemExit, match="settings: Value error, db_pool_min is above db_pool_max"):
+        load_settings(_Paired)
