@@ -5,7 +5,7 @@ else a private PostgreSQL cluster under `var/pgdata`, creates the topics, starts
 exists as a supervised subprocess, seeds the demo account once, and prints the URLs. Ctrl-C (or
 SIGTERM) stops every child process group; nothing is left behind.
 
-Secrets: `WI_SECRETS_KEY` and `WI_JWT_SECRET` from the environment, else made once and kept in
+Secrets: `WI_SECRETS_KEY` and `WI_JWT_SECRET` from the environment or `.env`, else made once and kept in
 `var/secrets.env` (mode 0600), so that tokens and sealed site credentials outlive a restart.
 
 `--drop-database` (what `make clean` runs) drops the database it made on the shared server: the blobs
@@ -38,7 +38,7 @@ from writer_images.infra.postgres import (
     server_reachable,
 )
 from writer_images.kafka import ensure_topics
-from writer_images.settings import development_secrets
+from writer_images.settings import development_secrets, unset_secrets
 
 DATABASE = "writer_images"  # on the shared server; a private cluster lives (and dies) in var/pgdata
 SHARED_SERVER = DEFAULT_SERVER  # what postgres_server() tries first
@@ -74,12 +74,14 @@ SERVICES = (
 
 
 def local_secrets(path: Path) -> dict[str, str]:
-    """The secrets the environment does not set, from `path`; made and written there (0600) on first use."""
+    """The secrets neither the environment nor `.env` sets, from `path`; made and written there (0600) on
+    first use."""
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text("".join(f"{name}={value}\n" for name, value in development_secrets().items()))
     kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name: value for name, value in kept.items() if not os.environ.get(name)}
+    unset = unset_secrets()
+    return {name: value for name, value in kept.items() if name in unset}
 
 
 def _runnable(spec: ServiceSpec) -> bool:

@@ -78,10 +78,23 @@ def development_secrets() -> dict[str, str]:
     return {"WI_SECRETS_KEY": Fernet.generate_key().decode(), "WI_JWT_SECRET": secrets.token_urlsafe(48)}
 
 
+class _Secrets(BaseSettings):
+    """The secrets as a service would find them (the environment, then `.env`)."""
+
+    model_config = ServiceSettings.model_config
+    secrets_key: str = ""
+    jwt_secret: str = ""
+
+
+def unset_secrets() -> set[str]:
+    """The secrets' variables that neither the environment nor `.env` sets."""
+    return {f"WI_{name.upper()}" for name, value in _Secrets().model_dump().items() if not value}
+
+
 def use_development_secrets() -> None:
     """Give this process (and the services it starts) development secrets where none are set."""
-    for name, value in development_secrets().items():
-        os.environ.setdefault(name, value)
+    unset = unset_secrets()
+    os.environ.update({name: value for name, value in development_secrets().items() if name in unset})
 
 
 class JobSettings(ServiceSettings):

@@ -174,6 +174,7 @@ def test_make_clean_calls_the_database_drop() -> None:
 def test_make_run_makes_its_secrets_once_keeps_them_private_and_reuses_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env
     monkeypatch.delenv("WI_SECRETS_KEY")
     monkeypatch.delenv("WI_JWT_SECRET")
     path = tmp_path / "secrets.env"
@@ -184,9 +185,12 @@ def test_make_run_makes_its_secrets_once_keeps_them_private_and_reuses_them(
     assert devstack.local_secrets(path) == first
 
 
-def test_make_run_uses_the_secrets_the_environment_sets(
+def test_make_run_uses_the_secrets_the_environment_or_dotenv_sets(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WI_JWT_SECRET", "an operator's own secret, 32 bytes or more")
     monkeypatch.delenv("WI_SECRETS_KEY")
     assert devstack.local_secrets(tmp_path / "secrets.env").keys() == {"WI_SECRETS_KEY"}
+    (tmp_path / ".env").write_text("WI_SECRETS_KEY=the operator's key, in .env\n")
+    assert devstack.local_secrets(tmp_path / "secrets.env") == {}

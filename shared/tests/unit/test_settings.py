@@ -49,14 +49,22 @@ def test_development_secrets_are_new_each_time_and_usable() -> None:
     assert box.open(box.seal("application password")) == "application password"
 
 
-def test_development_secrets_fill_only_what_the_environment_leaves_unset(
-    monkeypatch: pytest.MonkeyPatch,
+def test_development_secrets_fill_only_what_neither_the_environment_nor_dotenv_sets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WI_JWT_SECRET", "an operator's own secret, 32 bytes or more")
     monkeypatch.delenv("WI_SECRETS_KEY")
     use_development_secrets()
     assert os.environ["WI_JWT_SECRET"] == "an operator's own secret, 32 bytes or more"
     SecretBox(os.environ["WI_SECRETS_KEY"])  # a key was made, and it is a Fernet key
+
+    monkeypatch.delenv("WI_SECRETS_KEY")
+    key_in_dotenv = development_secrets()["WI_SECRETS_KEY"]
+    (tmp_path / ".env").write_text(f"WI_SECRETS_KEY={key_in_dotenv}\n")
+    use_development_secrets()
+    assert "WI_SECRETS_KEY" not in os.environ, "the services read .env's key: none is made over it"
+    assert SiteSecretsSettings().secrets_key == key_in_dotenv
 
 
 def test_a_command_line_exits_naming_each_variable_to_fix(
