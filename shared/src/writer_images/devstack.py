@@ -38,7 +38,7 @@ from writer_images.infra.postgres import (
     server_reachable,
 )
 from writer_images.kafka import ensure_topics
-from writer_images.settings import development_secrets, unset_secrets
+from writer_images.settings import configured_secrets, development_secrets
 
 DATABASE = "writer_images"  # on the shared server; a private cluster lives (and dies) in var/pgdata
 SHARED_SERVER = DEFAULT_SERVER  # what postgres_server() tries first
@@ -74,14 +74,13 @@ SERVICES = (
 
 
 def local_secrets(path: Path) -> dict[str, str]:
-    """The secrets neither the environment nor `.env` sets, from `path`; made and written there (0600) on
-    first use."""
+    """The services' secrets: those the environment or `.env` sets, else those kept in `path` (made and
+    written there, 0600, on first use)."""
     if not path.exists():
         path.touch(mode=0o600)
         path.write_text("".join(f"{name}={value}\n" for name, value in development_secrets().items()))
     kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    unset = unset_secrets()
-    return {name: value for name, value in kept.items() if name in unset}
+    return {**kept, **configured_secrets()}
 
 
 def _runnable(spec: ServiceSpec) -> bool:

@@ -86,15 +86,15 @@ class _Secrets(BaseSettings):
     jwt_secret: str = ""
 
 
-def unset_secrets() -> set[str]:
-    """The secrets' variables that neither the environment nor `.env` sets."""
-    return {f"WI_{name.upper()}" for name, value in _Secrets().model_dump().items() if not value}
+def configured_secrets() -> dict[str, str]:
+    """The secrets a service started here would find (the environment, then `.env`); unset ones are absent."""
+    return {f"WI_{name.upper()}": value for name, value in _Secrets().model_dump().items() if value}
 
 
 def use_development_secrets() -> None:
-    """Give this process (and the services it starts) development secrets where none are set."""
-    unset = unset_secrets()
-    os.environ.update({name: value for name, value in development_secrets().items() if name in unset})
+    """Export the secrets for this process and the services it starts, wherever they run: those the
+    environment or `.env` sets, else new ones."""
+    os.environ.update({**development_secrets(), **configured_secrets()})
 
 
 class JobSettings(ServiceSettings):
