@@ -125,19 +125,8 @@ async def test_a_scheduled_publication_shows_in_the_publishing_queue_and_on_its_
     browser: Browser, stack: Stack, owner_api: Api
 ) -> None:
     title = f"Scheduled {uuid.uuid4().hex[:6]}"
-    site = await owner_api.call(
-        "POST",
-        "/v1/sites/",
-        expect=201,
-        # Nothing listens there: the publisher's attempt fails, the schedule stays on the calendar either way.
-        json={"name": title, "base_url": "http://127.0.0.1:9", "username": "u", "application_password": "p"},
-    )
-    content = await owner_api.call(
-        "POST",
-        "/v1/writer/contents/",
-        expect=201,
-        json={"title": title, "html": "<p>x</p>", "status": "published", "site_id": site["id"]},
-    )
+    # Its site answers nothing: the publisher's attempt fails, and the schedule stays on the calendar either way.
+    content = await _publishable(owner_api, title)
     next_month = (datetime.now(UTC).replace(day=1) + timedelta(days=32)).replace(day=15, hour=12, minute=0)
     await owner_api.call(
         "POST",
