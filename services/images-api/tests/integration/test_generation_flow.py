@@ -57,31 +57,8 @@ async def test_generate_emits_requests_and_projects_results(
     await send_events(
         kafka_bootstrap,
         [
-            make_event(
-                events.ImageGenerationProgress(
-                    task_id=uuid.UUID(task_id),
-                    image_id=ok_req.image_id,
-                    content_id=content["id"],
-                    revision=ok_req.revision,
-                    stage="generating",
-                    percent=40,
-                ),
-                account_id=account,
-                correlation_id="t",
-            ),
-            make_event(
-                events.ImageGenerated(
-                    task_id=uuid.UUID(task_id),
-                    image_id=ok_req.image_id,
-                    content_id=content["id"],
-                    revision=ok_req.revision,
-                    provider="local",
-                    model="local-v1",
-                    renditions=[rendition],
-                ),
-                account_id=account,
-                correlation_id="t",
-            ),
+            _progress(account, ok_req, "generating", 40),
+            _generated(account, ok_req, rendition),
             make_event(
                 events.ImageGenerationFailed(
                     task_id=uuid.UUID(task_id),
@@ -146,21 +123,7 @@ async def test_generate_emits_requests_and_projects_results(
     await tenant.editor.patch(f"/v1/writer/images/{bad_req.image_id}/", json={"prompt": "A brand new prompt"})
     await send_events(
         kafka_bootstrap,
-        [
-            make_event(
-                events.ImageGenerated(
-                    task_id=uuid.UUID(task_id),
-                    image_id=bad_req.image_id,
-                    content_id=content["id"],
-                    revision=bad_req.revision,
-                    provider="local",
-                    model="local-v1",
-                    renditions=[rendition],
-                ),
-                account_id=account,
-                correlation_id="t",
-            )
-        ],
+        [_generated(account, bad_req, rendition)],
     )
     await asyncio.sleep(0.5)
     image = (await tenant.viewer.get(f"/v1/writer/images/{bad_req.image_id}/")).json()["data"]
@@ -284,6 +247,21 @@ def _progress(
         revision=request.revision,
         stage=stage,
         percent=percent,
+    )
+    return make_event(payload, account_id=account_id, correlation_id="t")
+
+
+def _generated(
+    account_id: int, request: events.ImageGenerationRequested, rendition: events.Rendition
+) -> events.OutgoingEvent:
+    payload = events.ImageGenerated(
+        task_id=request.task_id,
+        image_id=request.image_id,
+        content_id=request.content_id,
+        revision=request.revision,
+        provider="local",
+        model="local-v1",
+        renditions=[rendition],
     )
     return make_event(payload, account_id=account_id, correlation_id="t")
 
