@@ -29,7 +29,7 @@ lint: setup
 	$(BIN)/ruff format --check .
 
 typecheck: setup
-	$(BIN)/mypy shared/src $$(for d in services/*/src; do compgen -G "$$d/*/*.py" >/dev/null && echo $$d; done)
+	$(BIN)/mypy shared/src bench $$(for d in services/*/src; do compgen -G "$$d/*/*.py" >/dev/null && echo $$d; done)
 
 test: setup system-deps lint typecheck ## everything CI runs: lint, types, all tests (crash drills included)
 	$(BIN)/pytest -q

@@ -48,12 +48,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 import redis
@@ -151,10 +151,14 @@ def stop_all(processes: list[ServiceProcess]) -> None:
 # --- the pipeline driver ------------------------------------------------------------------------------
 
 
-class PipelineDriver(Protocol):
-    async def submit(self, batch: list[BenchImage]) -> None: ...
+Image = TypeVar("Image", contravariant=True)  # what a driver submits: BenchImage, or ApiImage for the API
+Submitted = TypeVar("Submitted")
 
-    async def wait_generated(self, batch: list[BenchImage], timeout_s: float) -> dict[int, float]:
+
+class PipelineDriver(Protocol[Image]):
+    async def submit(self, batch: Sequence[Image]) -> None: ...
+
+    async def wait_generated(self, batch: Sequence[Image], timeout_s: float) -> dict[int, float]:
         """perf_counter time at which each image was seen generated."""
         ...
 
@@ -183,7 +187,7 @@ class EventsDriver:
         if self._consumer is not None:
             await self._consumer.stop()
 
-    async def submit(self, batch: list[BenchImage]) -> None:
+    async def submit(self, batch: Sequence[BenchImage]) -> None:
         producer = kafka_producer(self.bootstrap, client_id="bench")
         await producer.start()
         try:
@@ -198,7 +202,7 @@ class EventsDriver:
         finally:
             await producer.stop()
 
-    async def wait_generated(self, batch: list[BenchImage], timeout_s: float) -> dict[int, float]:
+    async def wait_generated(self, batch: Sequence[BenchImage], timeout_s: float) -> dict[int, float]:
         assert self._consumer is not None
         wanted = {image.image_id for image in batch}
         done: dict[int, float] = {}
@@ -276,7 +280,9 @@ class Pipeline:
     meter: CpuMeter
 
 
-async def run_pipeline(driver: PipelineDriver, batch: list[BenchImage], timeout_s: float) -> PipelineRun:
+async def run_pipeline(
+    driver: PipelineDriver[Submitted], batch: Sequence[Submitted], timeout_s: float
+) -> PipelineRun:
     started = time.perf_counter()
     await driver.submit(batch)
     done = await driver.wait_generated(batch, timeout_s)

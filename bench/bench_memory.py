@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import subprocess
 import sys
 import tempfile
@@ -141,7 +142,7 @@ class Soak:
             )
             return [ApiImage(i["id"], content["id"]) for i in content["images"]]
 
-        made = await bounded([lambda n=n: create(n) for n in range(self.contents_per_round)], 4)
+        made = await bounded([functools.partial(create, n) for n in range(self.contents_per_round)], 4)
         return [image for content in made for image in content]
 
     async def _read_pages(self) -> None:

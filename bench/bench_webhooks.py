@@ -323,7 +323,8 @@ SAME_POST_GAP_S = 1.1  # WordPress keeps whole seconds in modified_gmt: never tw
 
 async def _sync_status(api: Api, content_id: int) -> str | None:
     page = await api.call("GET", "/v1/writer/images/content_images/", params={"page_size": 100})
-    return next(g["sync_status"] for g in page["results"] if g["content_id"] == content_id)
+    status: str | None = next(g["sync_status"] for g in page["results"] if g["content_id"] == content_id)
+    return status
 
 
 async def _until_sync_status(api: Api, content_id: int, wanted: str, timeout_s: float = 30) -> float:

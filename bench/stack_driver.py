@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,7 +106,7 @@ class ApiDriver:
 
         contents = -(-images // IMAGES_PER_CONTENT)
         made = await bounded(
-            [lambda n=n: create(n) for n in range(first, first + contents)], self.concurrency
+            [functools.partial(create, n) for n in range(first, first + contents)], self.concurrency
         )
         return [image for content in made for image in content][:images]
 
@@ -126,7 +127,7 @@ class ApiDriver:
             )
 
         await bounded(
-            [lambda c=c, ids=ids: generate(c, ids) for c, ids in _by_content(batch).items()], self.concurrency
+            [functools.partial(generate, c, ids) for c, ids in _by_content(batch).items()], self.concurrency
         )
 
     async def wait_generated(self, batch: Sequence[ApiImage], timeout_s: float) -> dict[int, float]:
@@ -148,7 +149,7 @@ class ApiDriver:
             content = await self.api.call("GET", f"/v1/writer/contents/{content_id}/")
             return list(content["images"])
 
-        contents = await bounded([lambda c=c: read(c) for c in _by_content(batch)], self.concurrency)
+        contents = await bounded([functools.partial(read, c) for c in _by_content(batch)], self.concurrency)
         return {
             image["id"]: datetime.fromisoformat(image["generated_at"]).timestamp() - self._wall_minus_perf
             for images in contents
