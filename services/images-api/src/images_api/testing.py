@@ -132,3 +132,19 @@ async def make_tenant(app: FastAPI) -> AsyncIterator[Tenant]:
     yield tenant
     for client in clients.values():
         await client.aclose()
+
+
+def generated_event(
+    account_id: int, request: events.ImageGenerationRequested, rendition: events.Rendition
+) -> events.OutgoingEvent:
+    """`image.generated` for `request`, as the generator sends it (a new event id each call)."""
+    payload = events.ImageGenerated(
+        task_id=request.task_id,
+        image_id=request.image_id,
+        content_id=request.content_id,
+        revision=request.revision,
+        provider="local",
+        model="local-v1",
+        renditions=[rendition],
+    )
+    return events.make_event(payload, account_id=account_id, correlation_id="t")

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from images_api.testing import Tenant, app_client
+from images_api.testing import Tenant, app_client, generated_event
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
@@ -58,7 +58,7 @@ async def test_generate_emits_requests_and_projects_results(
         kafka_bootstrap,
         [
             _progress(account, ok_req, "generating", 40),
-            _generated(account, ok_req, rendition),
+            generated_event(account, ok_req, rendition),
             make_event(
                 events.ImageGenerationFailed(
                     task_id=uuid.UUID(task_id),
@@ -123,7 +123,7 @@ async def test_generate_emits_requests_and_projects_results(
     await tenant.editor.patch(f"/v1/writer/images/{bad_req.image_id}/", json={"prompt": "A brand new prompt"})
     await send_events(
         kafka_bootstrap,
-        [_generated(account, bad_req, rendition)],
+        [generated_event(account, bad_req, rendition)],
     )
     await asyncio.sleep(0.5)
     image = (await tenant.viewer.get(f"/v1/writer/images/{bad_req.image_id}/")).json()["data"]
@@ -247,21 +247,6 @@ def _progress(
         revision=request.revision,
         stage=stage,
         percent=percent,
-    )
-    return make_event(payload, account_id=account_id, correlation_id="t")
-
-
-def _generated(
-    account_id: int, request: events.ImageGenerationRequested, rendition: events.Rendition
-) -> events.OutgoingEvent:
-    payload = events.ImageGenerated(
-        task_id=request.task_id,
-        image_id=request.image_id,
-        content_id=request.content_id,
-        revision=request.revision,
-        provider="local",
-        model="local-v1",
-        renditions=[rendition],
     )
     return make_event(payload, account_id=account_id, correlation_id="t")
 

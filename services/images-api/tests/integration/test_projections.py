@@ -8,10 +8,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from images_api.testing import Tenant
+from images_api.testing import Tenant, generated_event
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
+from writer_images.testing.waiting import eventually
 
 # --- WordPress → us ---------------------------------------------------------------------------
 
@@ -282,11 +283,12 @@ async def _image_status(tenant: Tenant, image_id: int) -> str:
 
 
 async def _until_image(tenant: Tenant, image_id: int, status: str) -> None:
-    for _ in range(200):
-        if await _image_status(tenant, image_id) == status:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"image {image_id} never became {status}")
+    await eventually(
+        lambda: _image_status(tenant, image_id),
+        lambda seen: seen == status,
+        what=f"image {image_id} becoming {status}",
+        timeout_s=10,
+    )
 
 
 async def test_a_generation_result_delivered_again_never_overrides_the_status_the_user_set(
@@ -295,18 +297,7 @@ async def test_a_generation_result_delivered_again_never_overrides_the_status_th
     rendition = await tenant.stored_rendition()
 
     def generated(request: events.ImageGenerationRequested) -> events.OutgoingEvent:
-        payload = events.ImageGenerated(
-            task_id=request.task_id,
-            image_id=request.image_id,
-            content_id=request.content_id,
-            revision=request.revision,
-            provider="local",
-            model="local-v1",
-            renditions=[rendition],
-        )
-        return make_event(
-            payload, account_id=tenant.account_id, correlation_id="t"
-        )  # a new event id each time
+        return generated_event(tenant.account_id, request, rendition)  # a new event id each time
 
     content = await tenant.content()
     first_id, second_id = (i["id"] for i in content["images"][:2])
