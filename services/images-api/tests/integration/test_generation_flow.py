@@ -14,15 +14,15 @@ from images_api.testing import Tenant, app_client, generated_event
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
+from writer_images.testing.waiting import eventually
 
 
 async def _wait_task(client: httpx.AsyncClient, task_id: str, state: str = "completed") -> dict[str, Any]:
-    for _ in range(200):
+    async def task() -> dict[str, Any]:
         data: dict[str, Any] = (await client.get(f"/v1/tasks/{task_id}/")).json()["data"]
-        if data["state"] == state:
-            return data
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"task never reached {state}: {data}")
+        return data
+
+    return await eventually(task, lambda data: data["state"] == state, what=f"the task {state}", timeout_s=10)
 
 
 async def test_generate_emits_requests_and_projects_results(

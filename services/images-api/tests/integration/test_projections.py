@@ -3,7 +3,6 @@ reaches the grouped view, and nothing they say late, twice or about someone else
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,12 +18,7 @@ from writer_images.testing.waiting import eventually
 
 async def _until(tenant: Tenant, content_id: int, done: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
     """The content's group in the grouped view once `done` holds (the consumer works asynchronously)."""
-    for _ in range(200):
-        group = await tenant.group(content_id)
-        if done(group):
-            return group
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the grouped view never got there: {group}")
+    return await eventually(lambda: tenant.group(content_id), done, what="the grouped view", timeout_s=10)
 
 
 async def _requested(
@@ -345,10 +339,6 @@ async def test_a_publication_result_older_than_a_change_made_in_wordpress_leaves
         response = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")
         return bool(response.json()["data"][0]["status"] == "published")
 
-    for _ in range(200):
-        if await publication_recorded():
-            break
-        await asyncio.sleep(0.05)
-    assert await publication_recorded()
+    await eventually(publication_recorded, what="the publication's record", timeout_s=10)
     group = await tenant.group(content["id"])
     assert (group["sync_status"], group["external_url"], group["external_id"]) == ("draft", None, "5678")

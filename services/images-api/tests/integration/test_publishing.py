@@ -11,6 +11,7 @@ from images_api.testing import Tenant
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
+from writer_images.testing.waiting import eventually
 
 
 async def test_publish_requests_the_publisher_and_projects_the_result(
@@ -46,11 +47,9 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
     await send_events(
         kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
     )
-    for _ in range(100):
-        group = await tenant.group(content["id"])
-        if group["external_id"]:
-            break
-        await asyncio.sleep(0.05)
+    group = await eventually(
+        lambda: tenant.group(content["id"]), lambda g: g["external_id"], what="the post's id", timeout_s=5
+    )
     assert (group["external_id"], group["external_url"], group["sync_status"]) == (
         "5678",
         "https://blog.example.com/a-day/",
@@ -75,11 +74,12 @@ async def test_publish_requests_the_publisher_and_projects_the_result(
     await send_events(
         kafka_bootstrap, [make_event(trashed, account_id=tenant.account_id, correlation_id="t")]
     )
-    for _ in range(100):
-        group = await tenant.group(content["id"])
-        if group["sync_status"] == "removed":
-            break
-        await asyncio.sleep(0.05)
+    group = await eventually(
+        lambda: tenant.group(content["id"]),
+        lambda g: g["sync_status"] == "removed",
+        what="the post's removal",
+        timeout_s=5,
+    )
     assert group["sync_status"] == "removed" and group["external_url"] is None
     again = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
     assert again.status_code == 409 and "in progress" in again.json()["error"]  # the republish is in flight
@@ -207,13 +207,15 @@ async def test_failed_publication_is_visible_and_publishable_again(
         attempts=1,
     )
     await send_events(kafka_bootstrap, [make_event(failed, account_id=tenant.account_id, correlation_id="t")])
-    for _ in range(100):
-        publication = (
-            await tenant.viewer.get(f"/v1/publisher/publications/{requested['publication_id']}/")
-        ).json()["data"]
-        if publication["status"] != "requested":
-            break
-        await asyncio.sleep(0.05)
+
+    async def read_publication() -> dict[str, Any]:
+        url = f"/v1/publisher/publications/{requested['publication_id']}/"
+        data: dict[str, Any] = (await tenant.viewer.get(url)).json()["data"]
+        return data
+
+    publication = await eventually(
+        read_publication, lambda p: p["status"] != "requested", what="the failure's record", timeout_s=5
+    )
     assert publication["status"] == "failed" and "application password" in publication["reason"]
     assert (await tenant.group(content["id"]))["sync_status"] == "failed"
     retry = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": content["id"]})
