@@ -115,6 +115,7 @@ def test_a_machine_without_a_mariadb_server_gets_a_private_one_that_serves_wordp
         with start_wordpress_site(tmp_path / "site", mariadb=server) as site:
             assert httpx.get(f"{site.rest_url}/").status_code == 200
             assert server.database_exists(site.db_name)
+            assert site.run_sql("SELECT COUNT(*) FROM wp_users").strip() == "2", "admin and editor"
     assert not server.answers(), "the private server stops with its context"
 
 

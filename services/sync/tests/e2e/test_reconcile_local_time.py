@@ -16,7 +16,7 @@ import pytest
 from sync.adapters.wordpress import WordPressClient
 from sync.testing import OPERATOR_TOKEN, SyncService, new_site_id, publish_site, wait_for_site
 from writer_images.testing.waiting import eventually
-from writer_images.testing.wordpress import MariaDBServer, WordPressSite
+from writer_images.testing.wordpress import WordPressSite
 from writer_images.testing.wordpress_fixtures import WordPressFactory
 
 pytestmark = [pytest.mark.wordpress, pytest.mark.slow]
@@ -26,22 +26,16 @@ pytestmark = [pytest.mark.wordpress, pytest.mark.slow]
 def berlin_site(wordpress_factory: WordPressFactory) -> Iterator[WordPressSite]:
     """A plain WordPress (the reconciler needs no plugin) whose time zone is Europe/Berlin."""
     site = wordpress_factory.start()
-    run_sql(
-        site, "UPDATE wp_options SET option_value = 'Europe/Berlin' WHERE option_name = 'timezone_string'"
-    )
-    run_sql(site, "UPDATE wp_options SET option_value = '' WHERE option_name = 'gmt_offset'")
+    site.run_sql("UPDATE wp_options SET option_value = 'Europe/Berlin' WHERE option_name = 'timezone_string'")
+    site.run_sql("UPDATE wp_options SET option_value = '' WHERE option_name = 'gmt_offset'")
     yield site
     wordpress_factory.stop(site)
-
-
-def run_sql(site: WordPressSite, sql: str) -> None:
-    MariaDBServer().run_sql(f"USE `{site.db_name}`; {sql}")
 
 
 def set_modified(site: WordPressSite, post_id: int | None, local: str, gmt: str) -> None:
     """Give a post (None: every post) a modification time, as WordPress stores it: local and UTC."""
     where = f"WHERE ID = {post_id}" if post_id is not None else ""
-    run_sql(site, f"UPDATE wp_posts SET post_modified = '{local}', post_modified_gmt = '{gmt}' {where}")
+    site.run_sql(f"UPDATE wp_posts SET post_modified = '{local}', post_modified_gmt = '{gmt}' {where}")
 
 
 async def wait_for_first_pass(conn: asyncpg.Connection, site_id: int) -> None:

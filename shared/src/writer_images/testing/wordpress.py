@@ -121,6 +121,7 @@ class WordPressSite:
     site_key: str
     debug_log: Path
     server_log: Path
+    database: MariaDBServer
 
     @property
     def rest_url(self) -> str:
@@ -133,6 +134,10 @@ class WordPressSite:
     @property
     def editor_auth(self) -> tuple[str, str]:
         return (self.editor_user, self.editor_app_password)
+
+    def run_sql(self, sql: str) -> str:
+        """Run SQL in the site's own database, on whichever MariaDB server holds it."""
+        return self.database.run_sql(f"USE `{self.db_name}`; {sql}")
 
 
 def wordpress_available(mariadb: MariaDBServer | None = None) -> None:
@@ -223,6 +228,7 @@ def start_wordpress_site(
             site_key=site_key,
             debug_log=debug_log,
             server_log=server_log,
+            database=server,
         )
     finally:
         if process is not None:
