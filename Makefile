@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := -e shared -e services/images-api -e services/generator -e services/publisher -e services/sync
 
-.PHONY: setup system-deps run test test-quick lint typecheck format bench secrets clean
+.PHONY: setup system-deps run test test-quick test-isolated lint typecheck format bench secrets clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || { rm -rf $(VENV); echo "could not create $(VENV): on Debian, apt-get install python3-venv"; exit 1; }
@@ -36,6 +36,9 @@ test: setup system-deps lint typecheck ## everything CI runs: lint, types, all t
 
 test-quick: setup ## the inner loop: everything but the slow truths
 	$(BIN)/pytest -q -m "not slow" -x
+
+test-isolated: setup system-deps ## all tests in a network namespace of their own (root): none of the machine's servers answer, so Postgres and MariaDB are private ones
+	unshare --net bash -c 'ip link set lo up && exec $(BIN)/pytest -q $(ARGS)'
 
 format: setup
 	$(BIN)/ruff format .
