@@ -13,7 +13,7 @@ from images_api.adapters.security import verify_password
 from images_api.bootstrap import create_app
 from images_api.service import auth
 from images_api.settings import ImagesApiSettings
-from images_api.testing import Tenant, app_client, make_tenant
+from images_api.testing import Tenant, app_client, make_tenant, served
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +38,13 @@ async def app(api_settings: ImagesApiSettings) -> AsyncIterator[FastAPI]:
     application = create_app(api_settings)
     async with application.router.lifespan_context(application):
         yield application
+
+
+@pytest.fixture(scope="session")
+async def served_app(app: FastAPI) -> AsyncIterator[str]:
+    """The base URL of the session's app, served over real sockets (for WebSocket tests)."""
+    async with served(app) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

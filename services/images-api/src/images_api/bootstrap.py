@@ -18,6 +18,7 @@ from images_api.adapters.page_cache import PageCache
 from images_api.entrypoints.http.deps import ApiState
 from images_api.entrypoints.http.fast_path import CachedPageFastPath
 from images_api.entrypoints.http.limits import BodySizeLimitMiddleware, InvalidatePagesOnWriteMiddleware
+from images_api.entrypoints.http.live import live_router
 from images_api.entrypoints.http.routes import media_router, router
 from images_api.service.projections import HANDLERS
 from images_api.service.sweeper import Sweeper
@@ -88,6 +89,7 @@ def create_app(settings: ImagesApiSettings | None = None) -> FastAPI:
     http.install(app, settings.service_name)
     app.include_router(router)
     app.include_router(media_router)
+    app.include_router(live_router)
     app.include_router(runtime.ops_router(lambda: app.state.resources))
     _serve_page(app)
     return app

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
 
 from images_api.service.auth import create_user
 from images_api.service.demo import render_demo_image
 from writer_images import events
+from writer_images.infra.ports import free_port
 
 PASSWORD = "correct horse battery staple"  # noqa: S105 - test fixture
 
@@ -26,6 +30,10 @@ class Tenant:
     viewer: httpx.AsyncClient
     owner_email: str
     app: FastAPI
+
+    def access_token(self, role: str = "viewer") -> str:
+        client = {"owner": self.owner, "editor": self.editor, "viewer": self.viewer}[role]
+        return client.headers["Authorization"].removeprefix("Bearer ")
 
     async def site(self, **overrides: Any) -> dict[str, Any]:
         body = {
@@ -99,6 +107,25 @@ def app_client(app: FastAPI, token: str | None = None, *, ip: str | None = None)
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def served(app: FastAPI) -> AsyncIterator[str]:
+    """The app (its lifespan already entered) served by uvicorn in this event loop, for what an ASGI
+    client cannot carry (WebSockets); yields its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="off", log_config=None)
+    )
+    serving = asyncio.ensure_future(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # raises what stopped it
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        await serving
 
 
 async def login(app: FastAPI, email: str, password: str = PASSWORD) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """Cross-process wake-ups through Postgres LISTEN/NOTIFY.
 
 Writers call `notify(conn, topic)` inside their transaction (delivered at commit). Each API process
-holds ONE listening connection and fans the notifications out to in-process waiters, so SSE streams
-and `?wait=true` requests wake on any instance without a connection each.
+holds ONE listening connection and fans the notifications out to in-process waiters, so SSE streams,
+WebSocket feeds and `?wait=true` requests wake on any instance without a connection each.
 """
 
 from __future__ import annotations
@@ -33,14 +33,23 @@ def task_topic(task_id: object) -> str:
     return f"task:{task_id}"
 
 
-def publication_topic(publication_id: int) -> str:
-    return f"publication:{publication_id}"
+def publication_topic(account_id: int, publication_id: int) -> str:
+    """Notified when a publication is requested and when it ends; `publications_prefix` covers an account's."""
+    return f"{publications_prefix(account_id)}{publication_id}"
+
+
+def publications_prefix(account_id: int) -> str:
+    return f"publication:{account_id}:"
+
+
+MISSED = "*"  # what a feed receives when notifications may have been missed (the listener reconnected)
 
 
 class Notifier:
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        self._feeds: dict[str, set[asyncio.Queue[str]]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._stopping = asyncio.Event()
         self._observers: list[Callable[[str], None]] = []
@@ -79,13 +88,18 @@ class Notifier:
             observer(payload)
         for event in self._waiters.get(payload, ()):
             event.set()
+        for feed in self._feeds.get(payload[: payload.rfind(":") + 1], ()):
+            feed.put_nowait(payload)
 
     def _wake_all(self) -> None:
         for observer in self._observers:
-            observer("*")
+            observer(MISSED)
         for events in self._waiters.values():
             for event in events:
                 event.set()
+        for feeds in self._feeds.values():
+            for feed in feeds:
+                feed.put_nowait(MISSED)
 
     @contextlib.contextmanager
     def subscribe(self, topic: str) -> Iterator[asyncio.Event]:
@@ -98,6 +112,25 @@ class Notifier:
             if not self._waiters[topic]:
                 del self._waiters[topic]
 
+    @contextlib.contextmanager
+    def feed(self, prefix: str) -> Iterator[asyncio.Queue[str]]:
+        """Every topic notified under `prefix` (up to and including its last ":"), in order, and `MISSED`
+        when some may have been lost."""
+        if not prefix.endswith(":"):
+            raise ValueError(f"a feed's prefix ends with ':' (got {prefix!r})")
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._feeds[prefix].add(queue)
+        try:
+            yield queue
+        finally:
+            self._feeds[prefix].discard(queue)
+            if not self._feeds[prefix]:
+                del self._feeds[prefix]
+
+    def feeds_under(self, prefix: str) -> int:
+        """How many feeds listen under `prefix` now."""
+        return len(self._feeds.get(prefix, ()))
+
 
 async def wait_for(event: asyncio.Event, timeout_s: float) -> bool:
     try:
@@ -108,4 +141,14 @@ async def wait_for(event: asyncio.Event, timeout_s: float) -> bool:
     return True
 
 
-__all__ = ["CHANNEL", "Notifier", "account_topic", "notify", "publication_topic", "task_topic", "wait_for"]
+__all__ = [
+    "CHANNEL",
+    "MISSED",
+    "Notifier",
+    "account_topic",
+    "notify",
+    "publication_topic",
+    "publications_prefix",
+    "task_topic",
+    "wait_for",
+]

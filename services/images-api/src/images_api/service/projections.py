@@ -274,7 +274,7 @@ async def on_content_published(conn: asyncpg.Connection, event: IncomingEvent) -
         publication["title"] if publication else None,
         p.modified_gmt,
     )
-    await notify(conn, publication_topic(p.publication_id))
+    await notify(conn, publication_topic(account_id, p.publication_id))
 
 
 async def on_content_publish_failed(conn: asyncpg.Connection, event: IncomingEvent) -> None:
@@ -301,7 +301,7 @@ async def on_content_publish_failed(conn: asyncpg.Connection, event: IncomingEve
         p.content_id,
         account_id,
     )
-    await notify(conn, publication_topic(p.publication_id))
+    await notify(conn, publication_topic(account_id, p.publication_id))
 
 
 def _plain_title(title: str | None) -> str | None:

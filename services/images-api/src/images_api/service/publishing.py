@@ -145,6 +145,7 @@ async def _prepare(
     except EventTooLargeError as exc:
         raise RefusedError(413, f"the content is too large to publish: {exc}") from None
     await outbox.write(conn, [event])
+    await notify(conn, publication_topic(account_id, publication_id))
     return {"publication_id": publication_id, "content_id": content_id, "status": "requested"}
 
 
@@ -271,6 +272,23 @@ class QueueFilters:
     scheduled_to: datetime | None = None
 
 
+# A publication as the queue shows it: with its content's title and current sync status.
+_QUEUE_ROW = """
+    SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
+           p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
+    FROM publications p JOIN contents c ON c.id = p.content_id"""
+
+
+async def queued_publication(
+    conn: asyncpg.Connection, account_id: int, publication_id: int
+) -> dict[str, Any] | None:
+    """One publication as the queue shows it; None when the account has none with that id (any more)."""
+    row = await conn.fetchrow(
+        f"{_QUEUE_ROW} WHERE p.id = $1 AND p.account_id = $2", publication_id, account_id
+    )
+    return dict(row) if row is not None else None
+
+
 async def publication_queue(
     conn: asyncpg.Connection, account_id: int, filters: QueueFilters, *, page: int, page_size: int
 ) -> dict[str, Any]:
@@ -289,10 +307,7 @@ async def publication_queue(
     count, rows = await offset_page(
         conn,
         # Every publication has its content (a foreign key), so the join keeps the count's rows.
-        select="""
-            SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
-                   p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
-            FROM publications p JOIN contents c ON c.id = p.content_id""",
+        select=_QUEUE_ROW,
         count_from="publications p",
         where=" AND ".join(clauses),
         order_by="p.publish_at, p.id" if scheduled else "p.id DESC",
@@ -345,5 +360,5 @@ async def sweep_overdue_publications(
             "UPDATE contents SET sync_status = 'failed', updated_at = now() WHERE id = $1 AND external_url IS NULL",
             row["content_id"],
         )
-        await notify(conn, publication_topic(row["id"]))
+        await notify(conn, publication_topic(row["account_id"], row["id"]))
     return len(rows)

@@ -544,7 +544,7 @@ async def _wait_for_publication(state: ApiState, account_id: int, requested: dic
     publication_id = requested["publication_id"]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + state.settings.publish_wait_s
-    with state.notifier.subscribe(publication_topic(publication_id)) as wake:
+    with state.notifier.subscribe(publication_topic(account_id, publication_id)) as wake:
         while True:
             async with state.resources.pool.acquire() as conn:
                 view = await publishing.publication_view(conn, account_id, publication_id)
