@@ -592,3 +592,80 @@ async def test_the_settings_panel_shows_the_accounts_settings_and_saves_a_change
     finally:
         await owner_api.call("PUT", url, json=before)  # the other tests' generations keep their format
         await page.close()
+
+
+# A tab in the background whose user allows notifications when asked: what the page shows there is recorded.
+_BACKGROUND_TAB_WITH_NOTIFICATIONS = """
+window.__notifications = [];
+class RecordedNotification {
+  constructor(title, options) { window.__notifications.push(`${title}: ${options.body}`); }
+}
+RecordedNotification.permission = "default";
+RecordedNotification.requestPermission = async () => (RecordedNotification.permission = "granted");
+window.Notification = RecordedNotification;
+Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+"""
+
+
+async def test_a_publication_that_ends_is_told_without_a_reload_and_notified_in_the_background(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Pushed result {uuid.uuid4().hex[:6]}"
+    await _publishable(owner_api, title)  # its site answers nothing: the publisher's attempt fails
+
+    async def background_tab(page: Page) -> None:
+        await page.add_init_script(_BACKGROUND_TAB_WITH_NOTIFICATIONS)
+
+    page = await _signed_in(browser, stack, prepare=background_tab)
+    await page.click("#toggle-publishing")
+    await page.click("#notify-me")
+    await expect(page.locator("#notify-me")).to_be_hidden()  # allowed: nothing more to ask
+    await page.fill("#search", title)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    await page.locator("#rows tr").first.get_by_role("checkbox").check()
+
+    await page.click("#bulk-publish")
+
+    # The queue shows it in flight, then the publisher's failure arrives on its own: no click, no reload.
+    await expect(page.locator("#queue-rows")).to_contain_text(title, timeout=10_000)
+    await expect(page.locator(".toast.error")).to_contain_text(f"Publishing “{title}” failed", timeout=60_000)
+    notifications = await page.evaluate("window.__notifications")
+    assert [n for n in notifications if title in n], notifications
+    assert notifications[0].startswith(f"Writer Images: Publishing “{title}” failed: ")
+
+
+# The first token the publishing feed sends is replaced by one the server refuses (as an expired one is).
+_FIRST_FEED_TOKEN_REFUSED = """
+window.__feedTokens = [];
+const send = WebSocket.prototype.send;
+WebSocket.prototype.send = function (data) {
+  const token = JSON.parse(data).access_token;
+  if (token) window.__feedTokens.push(token);
+  return send.call(this, window.__feedTokens.length === 1 ? JSON.stringify({ access_token: "refused" }) : data);
+};
+"""
+
+
+async def test_a_publishing_feed_refused_for_its_token_renews_the_session_once_and_carries_on(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Feed renewed {uuid.uuid4().hex[:6]}"
+    await _publishable(owner_api, title)
+
+    async def refuse_first_token(page: Page) -> None:
+        await page.add_init_script(_FIRST_FEED_TOKEN_REFUSED)
+        sent["refreshes"] = _posts_to(page, "/v1/auth/refresh")
+
+    sent: dict[str, list[str]] = {}
+    page = await _signed_in(browser, stack, prepare=refuse_first_token)
+    await page.wait_for_function("window.__feedTokens.length >= 2")
+    await page.fill("#search", title)
+    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
+    await page.locator("#rows tr").first.get_by_role("checkbox").check()
+
+    await page.click("#bulk-publish")
+
+    await expect(page.locator(".toast.error")).to_contain_text(f"Publishing “{title}” failed", timeout=60_000)
+    assert len(await page.evaluate("window.__feedTokens")) == 2, "one reconnect"
+    assert len(sent["refreshes"]) == 1, sent  # the token was renewed once (in the same second, to the same)
+    await expect(page.locator("#app")).to_be_visible()

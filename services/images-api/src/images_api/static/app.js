@@ -1,6 +1,7 @@
 // The Writer Images page: the seed's /writer/images page, with the seed's "future enhancements" built:
 // server-side search/filter/sort/pagination, live progress over SSE and a grid that follows changes made
-// elsewhere (WordPress included) without a reload, batch publishing with per-item
+// elsewhere (WordPress included) without a reload, publishing results pushed over a WebSocket (toasts, and
+// desktop notifications when the tab is in the background), batch publishing with per-item
 // results (or all or nothing), scheduled publishing with a queue and a calendar, image type/status and
 // sync status filters. Plain ES modules, no build step.
 
@@ -209,6 +210,7 @@ function updateBulk() {
 // --- actions ------------------------------------------------------------------------------------
 
 const publishing = new Set();  // content ids whose Publish to WordPress is in flight
+const answered = new Set();  // content ids whose Publish to WordPress told its result (the feed may come after)
 let bulkPublishing = false;
 
 async function publishOne(contentId) {
@@ -216,9 +218,9 @@ async function publishOne(contentId) {
   publishing.add(contentId); renderRows();
   try {
     const result = await fetchAPI("/v1/publisher/publish/?wait=true", { method: "POST", body: { content_id: contentId, destinations: ["wordpress"] } });
-    if (result.external_url) toast("Published to WordPress", "success");
-    else toast("Publishing queued; the row updates when WordPress answers", "info");
-  } catch (err) { toast(`Publishing failed: ${err.message}`, "error"); }
+    if (result.external_url) { answered.add(contentId); toast("Published to WordPress", "success"); }
+    else toast("Publishing queued; you will be told when WordPress answers", "info");
+  } catch (err) { if (err.status === 502) answered.add(contentId); toast(`Publishing failed: ${err.message}`, "error"); }
   finally { publishing.delete(contentId); }
   loadImages();
 }
@@ -475,10 +477,86 @@ async function watchChanges() {
 
 function stopWatchingChanges() { changesController?.abort(); changesController = null; $("#live").hidden = true; }
 
+// --- publishing results, pushed: a WebSocket that reports each publication as it is requested and ends ---
+
+let publicationFeed = null;
+function watchPublications() {
+  stopWatchingPublications();
+  const feed = { socket: null, stopped: false, connections: 0 };
+  publicationFeed = feed;
+  const connect = () => {
+    if (feed.stopped || !state.access) return;
+    const token = state.access;
+    const socket = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/publisher/publications/live`);
+    feed.socket = socket;
+    socket.onopen = () => socket.send(JSON.stringify({ access_token: token }));  // no token in the URL (logs)
+    socket.onmessage = (message) => {
+      const { type, data } = JSON.parse(message.data);
+      if (type === "publication") publicationChanged(data);
+      else if (type === "resync" || (type === "ready" && ++feed.connections > 1)) refreshPublishing();  // may have missed some
+    };
+    socket.onclose = async (closed) => {
+      if (feed.stopped) return;
+      // 4401: the token expired or was refused. Renew it unless another request already has; a refresh that
+      // fails for a while (5xx, network) is retried on the next reconnect; a refused one ends the session.
+      if (closed.code === 4401 && state.access === token && !(await refreshTokens().catch(() => true))) {
+        showLogin("Session expired"); return;
+      }
+      setTimeout(connect, closed.code === 4401 ? 1000 : 3000);
+    };
+  };
+  connect();
+}
+
+function stopWatchingPublications() {
+  if (publicationFeed) { publicationFeed.stopped = true; publicationFeed.socket?.close(); publicationFeed = null; }
+}
+
+let publishingRefresh = null;
+function refreshPublishing() {  // a burst of changes is one reload of the queue and the calendar
+  if ($("#publishing-panel").hidden || publishingRefresh) return;
+  publishingRefresh = setTimeout(() => { publishingRefresh = null; loadPublishing(); }, 300);
+}
+
+// Results that ended together are told together: one toast (and one notification) per burst.
+const endedPublications = [];
+let endedFlush = null;
+function publicationChanged(publication) {
+  refreshPublishing();
+  if (publication.status === "requested") return;
+  // A Publish to WordPress still waiting for its answer tells its own result.
+  if (publishing.has(publication.content_id) || answered.delete(publication.content_id)) return;
+  endedPublications.push(publication);
+  endedFlush ??= setTimeout(tellEndedPublications, 500);
+}
+
+function tellEndedPublications() {
+  const ended = endedPublications.splice(0);
+  endedFlush = null;
+  const published = ended.filter((p) => p.status === "published");
+  const failed = ended.filter((p) => p.status === "failed");
+  const messages = [];
+  if (published.length === 1) messages.push([`Published “${published[0].title}” to WordPress`, "success"]);
+  else if (published.length) messages.push([`${published.length} items published to WordPress`, "success"]);
+  if (failed.length === 1) messages.push([`Publishing “${failed[0].title}” failed: ${failed[0].reason}`, "error"]);
+  else if (failed.length) messages.push([`${failed.length} publications failed (first: “${failed[0].title}”: ${failed[0].reason})`, "error"]);
+  for (const [text, kind] of messages) {
+    toast(text, kind);
+    if (document.hidden && "Notification" in window && Notification.permission === "granted") {
+      new Notification("Writer Images", { body: text, tag: `wi-publishing-${kind}` });
+    }
+  }
+}
+
+function showNotifyMe() {
+  const button = $("#notify-me");
+  button.hidden = !("Notification" in window) || Notification.permission !== "default";
+}
+
 // --- wiring -------------------------------------------------------------------------------------
 
 function showLogin(message = "") {
-  stopWatchingChanges();
+  stopWatchingChanges(); stopWatchingPublications();
   $("#app").hidden = true; $("#login").hidden = false; $("#login-error").textContent = message;
 }
 
@@ -486,7 +564,7 @@ async function showApp() {
   $("#login").hidden = true; $("#app").hidden = false;
   await Promise.all([loadSettings().catch(() => {}), loadSites().catch(() => {})]);
   await loadImages();
-  watchChanges();
+  watchChanges(); watchPublications(); showNotifyMe();
 }
 
 function resetAndLoad() { state.page = 1; loadImages(); }
@@ -550,6 +628,7 @@ function bind() {
   $("#toggle-publishing").addEventListener("click", () => { const p = $("#publishing-panel"); p.hidden = !p.hidden; if (!p.hidden) loadPublishing(); });
   $("#queue-status").addEventListener("change", () => loadPublicationQueue().catch((err) => toast(err.message, "error")));
   $("#queue-refresh").addEventListener("click", loadPublishing);
+  $("#notify-me").addEventListener("click", () => Notification.requestPermission().then(showNotifyMe));
   $("#calendar-prev").addEventListener("click", () => moveCalendar(-1));
   $("#calendar-next").addEventListener("click", () => moveCalendar(1));
   $("#settings-form").addEventListener("submit", saveSettings);

@@ -623,7 +623,8 @@ async def publication_queue(
 ) -> Ok[Any]:
     """The publishing queue: every publication of the account, newest first (`status=requested` for what
     is in flight, `failed` for what needs attention); with a schedule window, the scheduled posts in it by
-    the time they go live (the page's calendar)."""
+    the time they go live (the page's calendar). The WebSocket `/v1/publisher/publications/live` pushes each
+    change of these rows as it happens (see the images-api README)."""
     if scheduled_from is not None and scheduled_to is not None and scheduled_to <= scheduled_from:
         raise AppError(
             422, "Invalid schedule window", errors={"scheduled_to": ["must be after scheduled_from"]}
