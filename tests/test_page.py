@@ -669,3 +669,33 @@ async def test_a_publishing_feed_refused_for_its_token_renews_the_session_once_a
     assert len(await page.evaluate("window.__feedTokens")) == 2, "one reconnect"
     assert len(sent["refreshes"]) == 1, sent  # the token was renewed once (in the same second, to the same)
     await expect(page.locator("#app")).to_be_visible()
+
+
+async def test_a_failed_publication_is_retried_from_the_publishing_queue_with_one_request(
+    browser: Browser, stack: Stack, owner_api: Api
+) -> None:
+    title = f"Retried {uuid.uuid4().hex[:6]}"
+    content = await _publishable(owner_api, title)  # its site answers nothing: the publisher's attempt fails
+    requested = await owner_api.call(
+        "POST", "/v1/publisher/publish/", expect=202, json={"content_id": content["id"]}
+    )
+
+    async def failed() -> bool:
+        publication = await owner_api.call(
+            "GET", f"/v1/publisher/publications/{requested['publication_id']}/"
+        )
+        return bool(publication["status"] == "failed")
+
+    await owner_api.eventually(failed, timeout_s=60)
+    page = await _signed_in(browser, stack)
+    await page.click("#toggle-publishing")
+    await page.select_option("#queue-status", "failed")
+    row = page.locator(f'#queue-rows tr[data-publication="{requested["publication_id"]}"]')
+    sent = _posts_to(page, "/publisher/publish/")
+
+    await row.get_by_role("button", name="Retry").dblclick()
+
+    await expect(page.locator(".toast.success")).to_contain_text(f"Retrying “{title}”")
+    await page.select_option("#queue-status", "requested")
+    await expect(page.locator("#queue-rows")).to_contain_text(title)
+    assert len(sent) == 1, sent

@@ -257,13 +257,36 @@ async function loadPublishing() {
   catch (err) { toast(`Failed to load publishing: ${err.message}`, "error"); }
 }
 
+const queued = new Map();  // the queue's rows by publication id
+const retrying = new Set();  // publication ids whose Retry is in flight
+
+// A failed publication is requested again as it was: the same action, and its schedule if still ahead.
+async function retryPublication(publicationId) {
+  const failed = queued.get(publicationId);
+  if (!failed || retrying.has(publicationId)) return;
+  retrying.add(publicationId);
+  $(`#queue-rows [data-retry="${publicationId}"]`)?.setAttribute("disabled", "");
+  const republish = failed.action === "republish";  // an update of the live post: no schedule of its own
+  const body = republish ? { content_id: failed.content_id } : { content_id: failed.content_id, destinations: ["wordpress"] };
+  if (!republish && failed.publish_at && new Date(failed.publish_at) > new Date()) body.publish_at = failed.publish_at;
+  try {
+    await fetchAPI(`/v1/publisher/${republish ? "republish" : "publish"}/`, { method: "POST", body });
+    toast(`Retrying “${failed.title}”`, "success");
+  } catch (err) { toast(`Retry of “${failed.title}” refused: ${err.message}`, "error"); }
+  finally { retrying.delete(publicationId); }
+  loadPublishing();
+}
+
 async function loadPublicationQueue() {
   const params = new URLSearchParams({ page_size: "50" });
   if ($("#queue-status").value) params.append("status", $("#queue-status").value);
   const data = await fetchAPI(`/v1/publisher/publications/?${params}`);
+  queued.clear();
+  for (const p of data.results) queued.set(p.publication_id, p);
   $("#queue-rows").innerHTML = data.results.map((p) => `<tr data-publication="${p.publication_id}">
     <td>${esc(p.title)}</td>
-    <td>${badge(p.status)} ${p.reason ? `<span class="muted">${esc(p.reason)}</span>` : ""}</td>
+    <td>${badge(p.status)} ${p.reason ? `<span class="muted">${esc(p.reason)}</span>` : ""}
+      ${p.status === "failed" && canWrite() ? `<button class="ghost small" data-retry="${p.publication_id}"${retrying.has(p.publication_id) ? " disabled" : ""}>Retry</button>` : ""}</td>
     <td>${p.publish_at ? localTime(p.publish_at) : `<span class="muted">at once</span>`}</td>
     <td>${localTime(p.requested_at)}</td>
     <td>${badge(p.sync_status)} ${webUrl(p.external_url) ? `<a href="${esc(p.external_url)}" target="_blank" rel="noopener">open</a>` : ""}</td>
@@ -628,6 +651,7 @@ function bind() {
   $("#toggle-publishing").addEventListener("click", () => { const p = $("#publishing-panel"); p.hidden = !p.hidden; if (!p.hidden) loadPublishing(); });
   $("#queue-status").addEventListener("change", () => loadPublicationQueue().catch((err) => toast(err.message, "error")));
   $("#queue-refresh").addEventListener("click", loadPublishing);
+  $("#queue-rows").addEventListener("click", (e) => { if (e.target.dataset.retry) retryPublication(Number(e.target.dataset.retry)); });
   $("#notify-me").addEventListener("click", () => Notification.requestPermission().then(showNotifyMe));
   $("#calendar-prev").addEventListener("click", () => moveCalendar(-1));
   $("#calendar-next").addEventListener("click", () => moveCalendar(1));
