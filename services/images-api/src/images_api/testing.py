@@ -7,6 +7,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -175,3 +176,45 @@ def generated_event(
         renditions=[rendition],
     )
     return events.make_event(payload, account_id=account_id, correlation_id="t")
+
+
+def published_event(
+    account_id: int,
+    request: events.ContentPublishRequested,
+    post_id: str,
+    *,
+    modified_gmt: datetime | None = None,
+    external_url: str | None = None,
+) -> events.OutgoingEvent:
+    """`content.published` for `request`, as the publisher sends it once WordPress holds post `post_id`."""
+    published = events.ContentPublished(
+        publication_id=request.publication_id,
+        attempt_id=request.attempt_id,
+        content_id=request.content_id,
+        site_id=request.site_id,
+        external_id=post_id,
+        external_url=external_url or f"https://blog.example.com/?p={post_id}",
+        wp_status="publish",
+        sync_status="published",
+        featured_media_id=None,
+        media_ids={},
+        modified_gmt=modified_gmt,
+    )
+    return events.make_event(published, account_id=account_id, correlation_id="t")
+
+
+def publish_failed_event(
+    account_id: int, request: events.ContentPublishRequested, reason: str, *, code: str = "auth"
+) -> events.OutgoingEvent:
+    """`content.publish.failed` for `request`, as the publisher sends it after its last attempt."""
+    failed = events.ContentPublishFailed(
+        publication_id=request.publication_id,
+        attempt_id=request.attempt_id,
+        content_id=request.content_id,
+        site_id=request.site_id,
+        reason=reason,
+        code=code,
+        retryable=False,
+        attempts=1,
+    )
+    return events.make_event(failed, account_id=account_id, correlation_id="t")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from images_api.testing import Tenant, generated_event
+from images_api.testing import Tenant, generated_event, published_event
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
@@ -33,35 +33,12 @@ async def _requested(
     return content, request
 
 
-def _published_event(
-    tenant: Tenant,
-    request: events.ContentPublishRequested,
-    post_id: str,
-    modified_gmt: datetime | None = None,
-    external_url: str | None = None,
-) -> events.OutgoingEvent:
-    published = events.ContentPublished(
-        publication_id=request.publication_id,
-        attempt_id=request.attempt_id,
-        content_id=request.content_id,
-        site_id=request.site_id,
-        external_id=post_id,
-        external_url=external_url or f"https://blog.example.com/?p={post_id}",
-        wp_status="publish",
-        sync_status="published",
-        featured_media_id=None,
-        media_ids={},
-        modified_gmt=modified_gmt,
-    )
-    return make_event(published, account_id=tenant.account_id, correlation_id="t")
-
-
 async def _published(
     tenant: Tenant, kafka_bootstrap: str, site_id: int, post_id: str, title: str = "A day in Lisbon"
 ) -> tuple[dict[str, Any], str]:
     """A content published through the API as WordPress post `post_id`; the content and its publication key."""
     content, request = await _requested(tenant, kafka_bootstrap, site_id, title)
-    await send_events(kafka_bootstrap, [_published_event(tenant, request, post_id)])
+    await send_events(kafka_bootstrap, [published_event(tenant.account_id, request, post_id)])
     await _until(tenant, content["id"], lambda g: g["external_id"] == post_id)
     return content, request.publication_key
 
@@ -174,7 +151,9 @@ async def test_a_post_url_that_is_not_http_or_https_is_never_stored(
     content, request = await _requested(tenant, kafka_bootstrap, site["id"], "A day in Lisbon")
     now = utcnow()
 
-    published = _published_event(tenant, request, "5678", external_url="javascript:alert(document.cookie)")
+    published = published_event(
+        tenant.account_id, request, "5678", external_url="javascript:alert(document.cookie)"
+    )
     await send_events(kafka_bootstrap, [published])
     group = await _until(tenant, content["id"], lambda g: g["external_id"] == "5678")
     assert group["external_url"] is None
@@ -333,7 +312,9 @@ async def test_a_publication_result_older_than_a_change_made_in_wordpress_leaves
     )
     await _until(tenant, content["id"], lambda g: g["sync_status"] == "draft")
 
-    await send_events(kafka_bootstrap, [_published_event(tenant, request, "5678", modified_gmt=published_at)])
+    await send_events(
+        kafka_bootstrap, [published_event(tenant.account_id, request, "5678", modified_gmt=published_at)]
+    )
 
     async def publication_recorded() -> bool:
         response = await tenant.viewer.get(f"/v1/writer/contents/{content['id']}/publications/")

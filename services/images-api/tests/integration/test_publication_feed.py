@@ -16,9 +16,8 @@ from websockets.exceptions import ConnectionClosed
 from images_api.adapters.notifier import publications_prefix
 from images_api.adapters.security import Principal, issue_access_token
 from images_api.entrypoints.http import live
-from images_api.testing import Tenant
+from images_api.testing import Tenant, publish_failed_event, published_event
 from writer_images import events
-from writer_images.events import make_event
 from writer_images.testing.kafka_tools import emitted, send_events
 from writer_images.testing.waiting import eventually
 
@@ -76,21 +75,10 @@ async def test_a_publication_is_pushed_when_requested_and_again_when_published(
     assert (requested["data"]["title"], requested["data"]["status"]) == ("Pushed when published", "requested")
 
     [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, publication_id=publication_id)
-    published = events.ContentPublished(
-        publication_id=publication_id,
-        attempt_id=request.attempt_id,
-        content_id=request.content_id,
-        site_id=request.site_id,
-        external_id="41",
-        external_url="https://blog.example.com/pushed/",
-        wp_status="publish",
-        sync_status="published",
-        featured_media_id=None,
-        media_ids={},
+    published = published_event(
+        tenant.account_id, request, "41", external_url="https://blog.example.com/pushed/"
     )
-    await send_events(
-        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
-    )
+    await send_events(kafka_bootstrap, [published])
 
     result = await next_message(tenant_feed)
     assert result["data"]["publication_id"] == publication_id
@@ -107,17 +95,8 @@ async def test_a_failed_publication_is_pushed_with_its_reason(
     publication_id = await request_publication(tenant, "Pushed when failed")
     assert (await next_message(tenant_feed))["data"]["status"] == "requested"
     [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, publication_id=publication_id)
-    failed = events.ContentPublishFailed(
-        publication_id=publication_id,
-        attempt_id=request.attempt_id,
-        content_id=request.content_id,
-        site_id=request.site_id,
-        reason="WordPress refused the credentials (401)",
-        code="auth",
-        retryable=False,
-        attempts=1,
-    )
-    await send_events(kafka_bootstrap, [make_event(failed, account_id=tenant.account_id, correlation_id="t")])
+    failed = publish_failed_event(tenant.account_id, request, "WordPress refused the credentials (401)")
+    await send_events(kafka_bootstrap, [failed])
 
     result = await next_message(tenant_feed)
     assert (result["data"]["publication_id"], result["data"]["status"]) == (publication_id, "failed")

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from images_api.testing import Tenant
+from images_api.testing import Tenant, published_event
 from writer_images import events
 from writer_images.events import make_event, utcnow
 from writer_images.testing.kafka_tools import emitted, send_events
@@ -231,21 +231,10 @@ async def test_publish_with_wait_returns_the_seed_shape_once_wordpress_answered(
         tenant.editor.post("/v1/publisher/publish/?wait=true", json={"content_id": content["id"]}, timeout=40)
     )
     [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, content_id=content["id"])
-    published = events.ContentPublished(
-        publication_id=request.publication_id,
-        attempt_id=request.attempt_id,
-        content_id=content["id"],
-        site_id=site["id"],
-        external_id="77",
-        external_url="https://blog.example.com/p77/",
-        wp_status="publish",
-        sync_status="published",
-        featured_media_id=None,
-        media_ids={},
+    published = published_event(
+        tenant.account_id, request, "77", external_url="https://blog.example.com/p77/"
     )
-    await send_events(
-        kafka_bootstrap, [make_event(published, account_id=tenant.account_id, correlation_id="t")]
-    )
+    await send_events(kafka_bootstrap, [published])
     response = await waiting
     assert response.status_code == 200, response.text
     assert response.json()["data"] == {
