@@ -505,7 +505,7 @@ function stopWatchingChanges() { changesController?.abort(); changesController =
 let publicationFeed = null;
 function watchPublications() {
   stopWatchingPublications();
-  const feed = { socket: null, stopped: false, connections: 0 };
+  const feed = { socket: null, stopped: false, connections: 0, failures: 0 };
   publicationFeed = feed;
   const connect = () => {
     if (feed.stopped || !state.access) return;
@@ -515,6 +515,7 @@ function watchPublications() {
     socket.onopen = () => socket.send(JSON.stringify({ access_token: token }));  // no token in the URL (logs)
     socket.onmessage = (message) => {
       const { type, data } = JSON.parse(message.data);
+      if (type === "ready") feed.failures = 0;
       if (type === "publication") publicationChanged(data);
       else if (type === "resync" || (type === "ready" && ++feed.connections > 1)) refreshPublishing();  // may have missed some
     };
@@ -525,7 +526,8 @@ function watchPublications() {
       if (closed.code === 4401 && state.access === token && !(await refreshTokens().catch(() => true))) {
         showLogin("Session expired"); return;
       }
-      setTimeout(connect, closed.code === 4401 ? 1000 : 3000);
+      feed.failures += 1;  // 1, 2, 4 … 30 s between tries while the server or the refresh keeps failing
+      setTimeout(connect, Math.min(30_000, 1000 * 2 ** (feed.failures - 1)));
     };
   };
   connect();
