@@ -101,6 +101,47 @@ async def test_a_failed_publication_is_pushed_with_its_reason(
     result = await next_message(tenant_feed)
     assert (result["data"]["publication_id"], result["data"]["status"]) == (publication_id, "failed")
     assert result["data"]["reason"] == "WordPress refused the credentials (401)"
+    assert result["data"]["latest"] is True
+
+
+async def test_a_retry_is_pushed_as_the_contents_latest_publication(
+    tenant: Tenant, tenant_feed: ClientConnection, kafka_bootstrap: str
+) -> None:
+    failed_id = await request_publication(tenant, "Retried")
+    [request] = await emitted(kafka_bootstrap, events.ContentPublishRequested, publication_id=failed_id)
+    await send_events(kafka_bootstrap, [publish_failed_event(tenant.account_id, request, "timeout")])
+    assert [(await next_message(tenant_feed))["data"]["status"] for _ in range(2)] == ["requested", "failed"]
+
+    retry = await tenant.editor.post("/v1/publisher/publish/", json={"content_id": request.content_id})
+    assert retry.status_code == 202, retry.text
+
+    pushed = await next_message(tenant_feed)
+    assert (pushed["data"]["publication_id"], pushed["data"]["latest"]) == (
+        retry.json()["data"]["publication_id"],
+        True,
+    )
+    queue = (await tenant.viewer.get("/v1/publisher/publications/", params={"status": "failed"})).json()[
+        "data"
+    ]
+    [superseded] = [p for p in queue["results"] if p["publication_id"] == failed_id]
+    assert superseded["latest"] is False
+
+
+async def test_a_batch_is_pushed_publication_by_publication(
+    tenant: Tenant, tenant_feed: ClientConnection
+) -> None:
+    site = await tenant.site()
+    contents = [await tenant.ready_content(site["id"], title=f"Batch {i}") for i in range(3)]
+    response = await tenant.editor.post(
+        "/v1/publisher/publish/batch/", json={"content_ids": [c["id"] for c in contents]}
+    )
+    assert response.status_code == 202, response.text
+    requested = {r["publication_id"] for r in response.json()["data"]["results"]}
+
+    pushed = [await next_message(tenant_feed) for _ in requested]
+
+    assert {m["data"]["publication_id"] for m in pushed} == requested
+    assert {m["data"]["status"] for m in pushed} == {"requested"}
 
 
 async def test_another_accounts_publications_never_reach_the_feed(
@@ -159,11 +200,11 @@ async def test_the_feed_closes_when_its_token_expires(app: FastAPI, feed_url: st
     short_lived = issue_access_token(
         Principal(user_id=1, account_id=tenant.account_id, role="viewer"),
         app.state.api.settings.jwt_secret,
-        2,
+        5,  # 4–5 s: time to sign in on a loaded machine
     )
     websocket = await open_feed(feed_url, short_lived)
 
-    assert await closed_with(websocket, timeout_s=6) == (live.UNAUTHORIZED, "Authentication token expired")
+    assert await closed_with(websocket, timeout_s=10) == (live.UNAUTHORIZED, "Authentication token expired")
 
 
 async def test_a_feed_whose_notifications_may_have_been_lost_is_told_to_resync(

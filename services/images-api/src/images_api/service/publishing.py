@@ -4,6 +4,7 @@ transaction; batch with per-item results; republish as its own action; the publi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -272,21 +273,26 @@ class QueueFilters:
     scheduled_to: datetime | None = None
 
 
-# A publication as the queue shows it: with its content's title and current sync status.
+# A publication as the queue shows it: with its content's title and current sync status, and whether it is
+# the content's latest (a newer one supersedes it: only the latest failed one is worth a retry).
 _QUEUE_ROW = """
     SELECT p.id AS publication_id, p.content_id, c.title, p.site_id, p.action, p.status, p.reason,
-           p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at
+           p.publish_at, p.external_url, c.sync_status, p.requested_at, p.finished_at,
+           NOT EXISTS (SELECT 1 FROM publications n
+                       WHERE n.account_id = p.account_id AND n.content_id = p.content_id AND n.id > p.id) AS latest
     FROM publications p JOIN contents c ON c.id = p.content_id"""
 
 
-async def queued_publication(
-    conn: asyncpg.Connection, account_id: int, publication_id: int
-) -> dict[str, Any] | None:
-    """One publication as the queue shows it; None when the account has none with that id (any more)."""
-    row = await conn.fetchrow(
-        f"{_QUEUE_ROW} WHERE p.id = $1 AND p.account_id = $2", publication_id, account_id
+async def queued_publications(
+    conn: asyncpg.Connection, account_id: int, publication_ids: Sequence[int]
+) -> list[dict[str, Any]]:
+    """These publications as the queue shows them, by id; any the account does not have (any more) left out."""
+    rows = await conn.fetch(
+        f"{_QUEUE_ROW} WHERE p.id = ANY($1::bigint[]) AND p.account_id = $2 ORDER BY p.id",
+        list(publication_ids),
+        account_id,
     )
-    return dict(row) if row is not None else None
+    return [dict(r) for r in rows]
 
 
 async def publication_queue(

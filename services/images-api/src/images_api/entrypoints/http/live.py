@@ -24,7 +24,7 @@ from images_api.adapters.notifier import MISSED, publications_prefix
 from images_api.adapters.security import Principal, TokenError, read_access_token
 from images_api.entrypoints.http.deps import ApiState
 from images_api.entrypoints.http.schemas import QueuedPublicationOut
-from images_api.service.publishing import queued_publication
+from images_api.service.publishing import queued_publications
 
 PUBLICATION_FEED_PATH = "/v1/publisher/publications/live"
 AUTH_TIMEOUT_S = 10.0
@@ -62,6 +62,8 @@ async def _serve(websocket: WebSocket, state: ApiState) -> None:
                 await websocket.close(UNAUTHORIZED, "Authentication token expired")
         finally:
             until_gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # its end is not news any more
+                await until_gone
 
 
 async def _authenticated(websocket: WebSocket, secret: str) -> tuple[Principal, float]:
@@ -98,33 +100,43 @@ async def _push_changes(
         if remaining <= 0:
             return True
         next_topic = asyncio.ensure_future(feed.get())
-        waiting: set[asyncio.Future[Any]] = {next_topic, until_gone}
-        done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-        if next_topic not in done:
-            next_topic.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await next_topic
+        try:
+            waiting: set[asyncio.Future[Any]] = {next_topic, until_gone}
+            done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not next_topic.done():
+                next_topic.cancel()  # a cancelled get leaves its item in the queue
+                with contextlib.suppress(asyncio.CancelledError):
+                    await next_topic
+        if next_topic.cancelled():
             if until_gone in done:
                 return False
             continue
-        message = await _message(state, principal.account_id, next_topic.result(), sent)
-        if message is not None:
+        topics = [next_topic.result()]
+        while not feed.empty():  # a burst (a batch of publications) is one query
+            topics.append(feed.get_nowait())
+        for message in await _messages(state, principal.account_id, topics, sent):
             await websocket.send_text(orjson.dumps(message).decode())
 
 
-async def _message(
-    state: ApiState, account_id: int, topic: str, sent: dict[int, str]
-) -> dict[str, Any] | None:
-    """What a notification tells the client: the publication as the queue shows it, once per status."""
-    if topic == MISSED:
+async def _messages(
+    state: ApiState, account_id: int, topics: list[str], sent: dict[int, str]
+) -> list[dict[str, Any]]:
+    """What notifications tell the client: `resync` if some were missed, else each publication as the queue
+    shows it, once per status."""
+    if MISSED in topics:
         sent.clear()
-        return {"type": "resync"}
-    publication_id = int(topic.rsplit(":", 1)[1])
+        return [{"type": "resync"}]
+    ids = list(dict.fromkeys(int(topic.rsplit(":", 1)[1]) for topic in topics))
     async with state.resources.pool.acquire() as conn:
-        row = await queued_publication(conn, account_id, publication_id)
-    if row is None or sent.get(publication_id) == row["status"]:
-        return None  # gone with its content, or a notification that changed nothing this client saw
-    if len(sent) >= _SENT_MAX:
-        sent.clear()
-    sent[publication_id] = row["status"]
-    return {"type": "publication", "data": QueuedPublicationOut.model_validate(row).model_dump(mode="json")}
+        rows = await queued_publications(conn, account_id, ids)
+    messages = []
+    for row in rows:
+        if sent.get(row["publication_id"]) == row["status"]:
+            continue  # a notification that changed nothing this client saw
+        if len(sent) >= _SENT_MAX:
+            sent.clear()
+        sent[row["publication_id"]] = row["status"]
+        data = QueuedPublicationOut.model_validate(row).model_dump(mode="json")
+        messages.append({"type": "publication", "data": data})
+    return messages

@@ -449,6 +449,9 @@ class QueuedPublicationOut(_Publication):
     publish_at: datetime | None = Field(
         description="When WordPress publishes the post (scheduled posts only)"
     )
+    latest: bool = Field(
+        description="No newer publication of the content exists (a failed one may be retried)"
+    )
 
 
 class PublicationQueuePage(BaseModel):
