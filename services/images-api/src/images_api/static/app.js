@@ -50,10 +50,13 @@ async function fetchAPI(path, { method = "GET", body, retry = true, signal } = {
 
 // One refresh at a time: the refresh token rotates, and presenting a rotated one again (as a second,
 // concurrent refresh would) revokes the whole session. Requests that find the access token expired
-// together share the one refresh.
+// together share the one refresh; tabs take turns (a lock where the browser has them) and each starts from
+// the token the last refresh stored, so that a tab whose token another tab rotated does not present it again.
 let refreshing = null;
+const oneTabAtATime = (work) => (navigator.locks ? navigator.locks.request("wi.refresh", work) : work());
 function refreshTokens() {
-  refreshing ??= (async () => {
+  refreshing ??= oneTabAtATime(async () => {
+    state.refresh = localStorage.getItem("wi.refresh") || state.refresh;
     let response;
     try {
       response = await fetch("/v1/auth/refresh", {
@@ -69,7 +72,7 @@ function refreshTokens() {
     if (!response.ok || payload.success === false) throw new ApiError(response.status, payload);
     setTokens(payload.data);
     return true;
-  })().finally(() => { refreshing = null; });
+  }).finally(() => { refreshing = null; });
   return refreshing;
 }
 
@@ -210,7 +213,8 @@ function updateBulk() {
 // --- actions ------------------------------------------------------------------------------------
 
 const publishing = new Set();  // content ids whose Publish to WordPress is in flight
-const answered = new Set();  // content ids whose Publish to WordPress told its result (the feed may come after)
+const answered = new Set();  // content ids whose Publish to WordPress told its result before the feed did
+const toldWhileWaiting = new Set();  // content ids whose result the feed brought while Publish was waiting
 let bulkPublishing = false;
 
 async function publishOne(contentId) {
@@ -218,11 +222,19 @@ async function publishOne(contentId) {
   publishing.add(contentId); renderRows();
   try {
     const result = await fetchAPI("/v1/publisher/publish/?wait=true", { method: "POST", body: { content_id: contentId, destinations: ["wordpress"] } });
-    if (result.external_url) { answered.add(contentId); toast("Published to WordPress", "success"); }
+    if (result.external_url) { toldByPublish(contentId); toast("Published to WordPress", "success"); }
     else toast("Publishing queued; you will be told when WordPress answers", "info");
-  } catch (err) { if (err.status === 502) answered.add(contentId); toast(`Publishing failed: ${err.message}`, "error"); }
-  finally { publishing.delete(contentId); }
+  } catch (err) { if (err.status === 502) toldByPublish(contentId); toast(`Publishing failed: ${err.message}`, "error"); }
+  finally { publishing.delete(contentId); toldWhileWaiting.delete(contentId); }
   loadImages();
+}
+
+// The feed's message for a result Publish told may still come: it is not told twice (for a while: a proxy's
+// 502 has no message to come).
+function toldByPublish(contentId) {
+  if (toldWhileWaiting.has(contentId)) return;
+  answered.add(contentId);
+  setTimeout(() => answered.delete(contentId), 30_000);
 }
 
 async function publishBulk() {
@@ -286,7 +298,7 @@ async function loadPublicationQueue() {
   $("#queue-rows").innerHTML = data.results.map((p) => `<tr data-publication="${p.publication_id}">
     <td>${esc(p.title)}</td>
     <td>${badge(p.status)} ${p.reason ? `<span class="muted">${esc(p.reason)}</span>` : ""}
-      ${p.status === "failed" && canWrite() ? `<button class="ghost small" data-retry="${p.publication_id}"${retrying.has(p.publication_id) ? " disabled" : ""}>Retry</button>` : ""}</td>
+      ${p.status === "failed" && p.latest && canWrite() ? `<button class="ghost small" data-retry="${p.publication_id}"${retrying.has(p.publication_id) ? " disabled" : ""}>Retry</button>` : ""}</td>
     <td>${p.publish_at ? localTime(p.publish_at) : `<span class="muted">at once</span>`}</td>
     <td>${localTime(p.requested_at)}</td>
     <td>${badge(p.sync_status)} ${webUrl(p.external_url) ? `<a href="${esc(p.external_url)}" target="_blank" rel="noopener">open</a>` : ""}</td>
@@ -550,7 +562,8 @@ function publicationChanged(publication) {
   refreshPublishing();
   if (publication.status === "requested") return;
   // A Publish to WordPress still waiting for its answer tells its own result.
-  if (publishing.has(publication.content_id) || answered.delete(publication.content_id)) return;
+  if (publishing.has(publication.content_id)) { toldWhileWaiting.add(publication.content_id); return; }
+  if (answered.delete(publication.content_id)) return;
   endedPublications.push(publication);
   endedFlush ??= setTimeout(tellEndedPublications, 500);
 }
@@ -568,7 +581,8 @@ function tellEndedPublications() {
   for (const [text, kind] of messages) {
     toast(text, kind);
     if (document.hidden && "Notification" in window && Notification.permission === "granted") {
-      new Notification("Writer Images", { body: text, tag: `wi-publishing-${kind}` });
+      try { new Notification("Writer Images", { body: text, tag: `wi-publishing-${kind}` }); }
+      catch { /* a browser that only notifies from a service worker (Android): the toast is there */ }
     }
   }
 }
