@@ -38,7 +38,7 @@ test-quick: setup ## the inner loop: everything but the slow truths
 	$(BIN)/pytest -q -m "not slow" -x
 
 test-isolated: setup system-deps ## all tests in a network namespace of their own (root): none of the machine's servers answer, so Postgres and MariaDB are private ones
-	unshare --net bash -c 'ip link set lo up && exec $(BIN)/pytest -q $(ARGS)'
+	unshare --net bash -c 'ip link set lo up && exec "$$0" -q "$$@"' $(BIN)/pytest $(ARGS)
 
 format: setup
 	$(BIN)/ruff format .

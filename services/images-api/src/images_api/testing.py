@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -110,11 +110,19 @@ def app_client(app: FastAPI, token: str | None = None, *, ip: str | None = None)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
 
 
+class _QuietServer(uvicorn.Server):
+    """Leaves SIGINT and SIGTERM to the test session (uvicorn's own handlers would stop only this server)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 @contextlib.asynccontextmanager
 async def served(app: FastAPI) -> AsyncIterator[str]:
     """The app (its lifespan already entered) served by uvicorn in this event loop, for what an ASGI
     client cannot carry (WebSockets); yields its base URL."""
-    server = uvicorn.Server(
+    server = _QuietServer(
         uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="off", log_config=None)
     )
     serving = asyncio.ensure_future(server.serve())
