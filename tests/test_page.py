@@ -45,17 +45,27 @@ async def _signed_in(
     page = await browser.new_page(viewport={"width": 1400, "height": 900})
     if prepare is not None:  # e.g. routes that must be in place before the page's first requests
         await prepare(page)
+    await _sign_in(page, stack)
+    return page
+
+
+async def _sign_in(page: Page, stack: Stack) -> None:
     await page.goto(f"{stack.api}/")
     await page.fill("input[name=email]", DEMO_EMAIL)
     await page.fill("input[name=password]", DEMO_PASSWORD)
     await page.click("button[type=submit]")
     await expect(page.locator("#app")).to_be_visible()
-    return page
 
 
-async def _searched(browser: Browser, stack: Stack, search: str, rows: int) -> Page:
+async def _searched(
+    browser: Browser,
+    stack: Stack,
+    search: str,
+    rows: int,
+    prepare: Callable[[Page], Awaitable[None]] | None = None,
+) -> Page:
     """A signed-in page whose grid shows the `rows` contents that match `search`."""
-    page = await _signed_in(browser, stack)
+    page = await _signed_in(browser, stack, prepare)
     await page.fill("#search", search)
     await expect(page.locator("#rows tr")).to_have_count(rows, timeout=10_000)
     return page
@@ -616,12 +626,10 @@ async def test_a_publication_that_ends_is_told_without_a_reload_and_notified_in_
     async def background_tab(page: Page) -> None:
         await page.add_init_script(_BACKGROUND_TAB_WITH_NOTIFICATIONS)
 
-    page = await _signed_in(browser, stack, prepare=background_tab)
+    page = await _searched(browser, stack, title, rows=1, prepare=background_tab)
     await page.click("#toggle-publishing")
     await page.click("#notify-me")
     await expect(page.locator("#notify-me")).to_be_hidden()  # allowed: nothing more to ask
-    await page.fill("#search", title)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
     await page.locator("#rows tr").first.get_by_role("checkbox").check()
 
     await page.click("#bulk-publish")
@@ -659,10 +667,8 @@ async def test_a_publishing_feed_refused_for_its_token_renews_the_session_once_a
         sent["refreshes"] = _posts_to(page, "/v1/auth/refresh")
 
     sent: dict[str, list[str]] = {}
-    page = await _signed_in(browser, stack, prepare=refuse_first_token)
+    page = await _searched(browser, stack, title, rows=1, prepare=refuse_first_token)
     await page.wait_for_function("window.__feedTokens.length >= 2")
-    await page.fill("#search", title)
-    await expect(page.locator("#rows tr")).to_have_count(1, timeout=10_000)
     await page.locator("#rows tr").first.get_by_role("checkbox").check()
 
     await page.click("#bulk-publish")
@@ -714,11 +720,7 @@ async def test_two_tabs_of_one_session_renew_it_in_turn_and_both_stay_signed_in(
         "response", lambda r: refreshes.append(r.status) if r.url.endswith("/v1/auth/refresh") else None
     )
     first = await context.new_page()
-    await first.goto(f"{stack.api}/")
-    await first.fill("input[name=email]", DEMO_EMAIL)
-    await first.fill("input[name=password]", DEMO_PASSWORD)
-    await first.click("button[type=submit]")
-    await expect(first.locator("#app")).to_be_visible()
+    await _sign_in(first, stack)
     second = await context.new_page()
     await second.goto(f"{stack.api}/")  # renews the session with the stored token: the first tab's is spent
     await expect(second.locator("#app")).to_be_visible()

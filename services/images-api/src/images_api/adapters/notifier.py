@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import asyncpg
 
@@ -18,6 +19,7 @@ from writer_images.logging import get_logger
 
 log = get_logger(__name__)
 CHANNEL = "images_api_changes"
+Member = TypeVar("Member")
 
 
 async def notify(conn: asyncpg.Connection, topic: str) -> None:
@@ -103,14 +105,8 @@ class Notifier:
 
     @contextlib.contextmanager
     def subscribe(self, topic: str) -> Iterator[asyncio.Event]:
-        event = asyncio.Event()
-        self._waiters[topic].add(event)
-        try:
+        with _enrolled(self._waiters, topic, asyncio.Event()) as event:
             yield event
-        finally:
-            self._waiters[topic].discard(event)
-            if not self._waiters[topic]:
-                del self._waiters[topic]
 
     @contextlib.contextmanager
     def feed(self, prefix: str) -> Iterator[asyncio.Queue[str]]:
@@ -119,17 +115,24 @@ class Notifier:
         if not prefix.endswith(":"):
             raise ValueError(f"a feed's prefix ends with ':' (got {prefix!r})")
         queue: asyncio.Queue[str] = asyncio.Queue()
-        self._feeds[prefix].add(queue)
-        try:
+        with _enrolled(self._feeds, prefix, queue):
             yield queue
-        finally:
-            self._feeds[prefix].discard(queue)
-            if not self._feeds[prefix]:
-                del self._feeds[prefix]
 
     def feeds_under(self, prefix: str) -> int:
         """How many feeds listen under `prefix` now."""
         return len(self._feeds.get(prefix, ()))
+
+
+@contextlib.contextmanager
+def _enrolled(registry: dict[str, set[Member]], key: str, member: Member) -> Iterator[Member]:
+    """`member` listed under `key` for the block; a key is forgotten with its last member."""
+    registry[key].add(member)
+    try:
+        yield member
+    finally:
+        registry[key].discard(member)
+        if not registry[key]:
+            del registry[key]
 
 
 async def wait_for(event: asyncio.Event, timeout_s: float) -> bool:
