@@ -213,8 +213,9 @@ function updateBulk() {
 // --- actions ------------------------------------------------------------------------------------
 
 const publishing = new Set();  // content ids whose Publish to WordPress is in flight
-const answered = new Set();  // content ids whose Publish to WordPress told its result before the feed did
-const toldWhileWaiting = new Set();  // content ids whose result the feed brought while Publish was waiting
+// Publications this page requested and no one has told the result of yet: the feed tells theirs (a
+// teammate's show in the queue; a Publish to WordPress answered at once told its own).
+const awaitingResult = new Set();
 let bulkPublishing = false;
 
 async function publishOne(contentId) {
@@ -222,19 +223,11 @@ async function publishOne(contentId) {
   publishing.add(contentId); renderRows();
   try {
     const result = await fetchAPI("/v1/publisher/publish/?wait=true", { method: "POST", body: { content_id: contentId, destinations: ["wordpress"] } });
-    if (result.external_url) { toldByPublish(contentId); toast("Published to WordPress", "success"); }
-    else toast("Publishing queued; you will be told when WordPress answers", "info");
-  } catch (err) { if (err.status === 502) toldByPublish(contentId); toast(`Publishing failed: ${err.message}`, "error"); }
-  finally { publishing.delete(contentId); toldWhileWaiting.delete(contentId); }
+    if (result.external_url) toast("Published to WordPress", "success");
+    else { awaitingResult.add(result.publication_id); toast("Publishing queued; you will be told when WordPress answers", "info"); }
+  } catch (err) { toast(`Publishing failed: ${err.message}`, "error"); }
+  finally { publishing.delete(contentId); }
   loadImages();
-}
-
-// The feed's message for a result Publish told may still come: it is not told twice (for a while: a proxy's
-// 502 has no message to come).
-function toldByPublish(contentId) {
-  if (toldWhileWaiting.has(contentId)) return;
-  answered.add(contentId);
-  setTimeout(() => answered.delete(contentId), 30_000);
 }
 
 async function publishBulk() {
@@ -248,6 +241,7 @@ async function publishBulk() {
   try {
     const result = await fetchAPI("/v1/publisher/publish/batch/", { method: "POST", body });
     accepted = result.accepted;
+    for (const item of result.results) if (item.accepted) awaitingResult.add(item.publication_id);
     if (result.accepted) toast(`${when ? "Scheduling" : "Publishing"} ${result.accepted} item(s)`, "success");
     for (const item of result.results.filter((r) => !r.accepted)) toast(`#${item.content_id}: ${item.reason}`, "warning");
   } catch (err) {
@@ -282,7 +276,8 @@ async function retryPublication(publicationId) {
   const body = republish ? { content_id: failed.content_id } : { content_id: failed.content_id, destinations: ["wordpress"] };
   if (!republish && failed.publish_at && new Date(failed.publish_at) > new Date()) body.publish_at = failed.publish_at;
   try {
-    await fetchAPI(`/v1/publisher/${republish ? "republish" : "publish"}/`, { method: "POST", body });
+    const requested = await fetchAPI(`/v1/publisher/${republish ? "republish" : "publish"}/`, { method: "POST", body });
+    awaitingResult.add(requested.publication_id);
     toast(`Retrying “${failed.title}”`, "success");
   } catch (err) { toast(`Retry of “${failed.title}” refused: ${err.message}`, "error"); }
   finally { retrying.delete(publicationId); }
@@ -560,10 +555,7 @@ const endedPublications = [];
 let endedFlush = null;
 function publicationChanged(publication) {
   refreshPublishing();
-  if (publication.status === "requested") return;
-  // A Publish to WordPress still waiting for its answer tells its own result.
-  if (publishing.has(publication.content_id)) { toldWhileWaiting.add(publication.content_id); return; }
-  if (answered.delete(publication.content_id)) return;
+  if (publication.status === "requested" || !awaitingResult.delete(publication.publication_id)) return;
   endedPublications.push(publication);
   endedFlush ??= setTimeout(tellEndedPublications, 500);
 }
